@@ -1,0 +1,184 @@
+"""The :class:`EmailCancel` extension."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Request
+from marshmallow import Schema
+
+from .auth import AuthenticatorLike, Principal, deny_all
+from .auth import as_callable as authenticator_callable
+from .repository import QueueRepositoryLike
+from .repository import as_callable as repository_callable
+from .schemas import CancelBodySchema, CancelResponseSchema, ErrorSchema
+from .views import create_blueprint
+
+__all__ = ["EXTENSION_KEY", "EmailCancel", "EmailCancelState"]
+
+EXTENSION_KEY = "email_cancel"
+"""The key of the extension's state in ``app.extensions``."""
+
+_UNSET: Any = object()
+
+#: Config keys and their defaults, set with ``app.config.setdefault``.
+DEFAULTS: dict[str, Any] = {
+    "EMAIL_CANCEL_URL_PREFIX": "/api/v1/email",
+    "EMAIL_CANCEL_MAX_BODY_SIZE": 64 * 1024,
+}
+
+
+@dataclass(frozen=True)
+class EmailCancelState:
+    """What :meth:`EmailCancel.init_app` configured for one app, kept in
+    ``app.extensions["email_cancel"]``."""
+
+    extension: EmailCancel
+    url_prefix: str
+    repository: QueueRepositoryLike
+    authenticator: AuthenticatorLike | None
+    cancel: Callable[[int, Principal], int]
+    authenticate: Callable[[Request], Principal | None]
+    www_authenticate: str | None
+    max_body_size: int
+    response_schema: Schema
+    error_schema: Schema
+    body_schema: Schema
+
+
+def _prefix(value: Any) -> str:
+    if not isinstance(value, str) or not (value == "" or value.startswith("/")):
+        raise ValueError(f"EMAIL_CANCEL_URL_PREFIX must be a path starting with '/', not {value!r}")
+    if "<" in value:
+        raise ValueError("EMAIL_CANCEL_URL_PREFIX must not contain URL variables")
+    return value.rstrip("/")
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"EMAIL_CANCEL_MAX_BODY_SIZE must be a non-negative int, not {value!r}")
+    return value
+
+
+class EmailCancel:
+    """The Cancel Email API as a Flask extension.
+
+    ``EmailCancel(app, **options)`` or ``EmailCancel(**options)`` then
+    ``init_app(app, **options)``; options given to ``init_app`` win over those
+    given here, and both win over the app's ``EMAIL_CANCEL_`` config. One
+    object serves any number of apps; per-app state lives in
+    ``app.extensions["email_cancel"]``.
+
+    :param repository: the :class:`~flask_email_cancel.QueueRepository` that
+        cancels entries, or a callable ``(request_id, principal) -> int``.
+        Required.
+    :param authenticator: the :class:`~flask_email_cancel.Authenticator`, or a
+        callable ``(request) -> Principal | None``. Without one every request
+        is answered 401 and a warning is logged: nothing is open by default.
+    :param url_prefix: where the routes are mounted; overrides
+        ``EMAIL_CANCEL_URL_PREFIX``.
+    :param max_body_size: the largest request body read, in bytes; overrides
+        ``EMAIL_CANCEL_MAX_BODY_SIZE``.
+    :param response_schema: replaces :class:`~flask_email_cancel.schemas.CancelResponseSchema`.
+    :param error_schema: replaces :class:`~flask_email_cancel.schemas.ErrorSchema`.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        repository: QueueRepositoryLike | None = None,
+        authenticator: AuthenticatorLike | None = None,
+        url_prefix: str | None = None,
+        max_body_size: int | None = None,
+        response_schema: Schema | None = None,
+        error_schema: Schema | None = None,
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "repository": repository,
+            "authenticator": authenticator,
+            "url_prefix": url_prefix,
+            "max_body_size": max_body_size,
+            "response_schema": response_schema,
+            "error_schema": error_schema,
+        }
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        repository: QueueRepositoryLike | None = None,
+        authenticator: AuthenticatorLike | None = None,
+        url_prefix: str | None = None,
+        max_body_size: int | None = None,
+        response_schema: Schema | None = None,
+        error_schema: Schema | None = None,
+    ) -> None:
+        """Mount the API on ``app``.
+
+        :raises RuntimeError: when ``app`` already has an ``EmailCancel``.
+        :raises TypeError: when no repository is given.
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "flask-email-cancel is already registered on this app; call init_app once per app"
+            )
+        given: dict[str, Any] = {
+            "repository": repository,
+            "authenticator": authenticator,
+            "url_prefix": url_prefix,
+            "max_body_size": max_body_size,
+            "response_schema": response_schema,
+            "error_schema": error_schema,
+        }
+        options = {k: v if v is not None else self._options[k] for k, v in given.items()}
+        for key, value in DEFAULTS.items():
+            app.config.setdefault(key, value)
+
+        if options["repository"] is None:
+            raise TypeError("EmailCancel needs repository=, the queue repository that cancels")
+        authenticator_ = options["authenticator"]
+        if authenticator_ is None:
+            app.logger.warning(
+                "flask-email-cancel: no authenticator configured; "
+                "every cancel request will be answered 401"
+            )
+        prefix = _prefix(
+            options["url_prefix"]
+            if options["url_prefix"] is not None
+            else app.config["EMAIL_CANCEL_URL_PREFIX"]
+        )
+        state = EmailCancelState(
+            extension=self,
+            url_prefix=prefix,
+            repository=options["repository"],
+            authenticator=authenticator_,
+            cancel=repository_callable(options["repository"]),
+            authenticate=authenticator_callable(authenticator_) if authenticator_ else deny_all,
+            www_authenticate=getattr(authenticator_, "www_authenticate", None),
+            max_body_size=_size(
+                options["max_body_size"]
+                if options["max_body_size"] is not None
+                else app.config["EMAIL_CANCEL_MAX_BODY_SIZE"]
+            ),
+            response_schema=options["response_schema"] or CancelResponseSchema(),
+            error_schema=options["error_schema"] or ErrorSchema(),
+            body_schema=CancelBodySchema(),
+        )
+        app.register_blueprint(create_blueprint(state))
+        app.extensions[EXTENSION_KEY] = state
+
+    @staticmethod
+    def state(app: Flask) -> EmailCancelState:
+        """The state :meth:`init_app` configured for ``app``.
+
+        :raises RuntimeError: when the extension is not registered on ``app``.
+        """
+        try:
+            return app.extensions[EXTENSION_KEY]  # type: ignore[no-any-return]
+        except KeyError:
+            raise RuntimeError("flask-email-cancel is not registered on this app") from None

@@ -1,0 +1,165 @@
+"""The blueprint: both cancel routes, and JSON for every other answer under the
+prefix.
+
+Werkzeug's routing errors (404, 405) are raised before any blueprint handler
+could see them, so the blueprint owns its URLs for every method itself and
+answers unknown sub-paths and other methods in JSON. Its error handlers are the
+blueprint's: the host's own pages are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, request
+from flask.sansio.blueprints import BlueprintSetupState
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Rule
+
+from .exceptions import (
+    BodyIdMismatch,
+    BodyTooLarge,
+    MalformedBody,
+    MalformedRequestId,
+    NoCancellableMessages,
+    ServerFailure,
+    UnauthorizedRequest,
+    UnknownPath,
+    UnsupportedMethod,
+)
+from .schemas import load_body, parse_request_id
+from .signals import email_request_cancelled
+
+if TYPE_CHECKING:
+    from .extension import EmailCancelState
+
+__all__ = ["CONTENT_TYPE", "create_blueprint"]
+
+CONTENT_TYPE = "application/json;charset=UTF-8"
+"""The ``Content-Type`` of every response under the prefix, as the spec writes it."""
+
+BLUEPRINT_NAME = "email_cancel"
+
+
+def _json(document: Any, status: int) -> Response:
+    return current_app.response_class(json.dumps(document), status, content_type=CONTENT_TYPE)
+
+
+def create_blueprint(state: EmailCancelState) -> Blueprint:
+    """Build the blueprint serving ``state``'s routes, one per app."""
+    bp = Blueprint(BLUEPRINT_NAME, __name__, url_prefix=state.url_prefix)
+    error_schema = state.error_schema
+    response_schema = state.response_schema
+
+    def error(exc: HTTPException) -> Response:
+        response = _json(error_schema.dump({"id": "", "message": exc.description}), exc.code or 500)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        elif exc.code == 401 and state.www_authenticate:
+            response.headers["WWW-Authenticate"] = state.www_authenticate
+        return response
+
+    def failure(exc: Exception) -> Response:
+        current_app.logger.exception("email cancel failed for %s %s", request.method, request.path)
+        return error(ServerFailure())
+
+    def cancel(id: str, method: str) -> Response:
+        if request.method != method:
+            allowed = [method, "OPTIONS"]
+            if request.method == "OPTIONS":
+                response = _json(error_schema.dump({"id": "", "message": ""}), 200)
+                response.headers["Allow"] = ", ".join(allowed)
+                return response
+            raise UnsupportedMethod(valid_methods=allowed)
+        principal = state.authenticate(request)
+        if principal is None:
+            raise UnauthorizedRequest()
+        request_id = parse_request_id(id)
+        if request_id is None:
+            raise MalformedRequestId()
+        body_id = _body_request_id(state)
+        if body_id is not None and body_id != request_id:
+            raise BodyIdMismatch()
+        count = state.cancel(request_id, principal)
+        if count <= 0:
+            raise NoCancellableMessages()
+        _notify(request_id, count, principal)
+        message = f"Cancelled {count} Email entries of the EmailRequest with ID : {request_id}"
+        document = {"id": "", "message": message, "request_id": request_id, "count": count}
+        return _json(response_schema.dump(document), 200)
+
+    def cancel_post(id: str) -> Response:
+        return cancel(id, "POST")
+
+    def cancel_delete(id: str) -> Response:
+        return cancel(id, "DELETE")
+
+    def not_found(path: str = "") -> Response:
+        raise UnknownPath()
+
+    views: dict[str, Callable[..., Response]] = {
+        "cancel_post": cancel_post,
+        "cancel_delete": cancel_delete,
+        "not_found": not_found,
+    }
+    rules = [
+        ("/<id>/cancel", "cancel_post"),
+        ("/<id>", "cancel_delete"),
+        ("", "not_found"),
+        ("/", "not_found"),
+        ("/<path:path>", "not_found"),
+    ]
+
+    def register(setup: BlueprintSetupState) -> None:
+        # Rules without a method list match every method, so no request under
+        # the prefix falls through to Werkzeug's own (HTML) 404 or 405.
+        for rule, endpoint in rules:
+            full = f"{bp.name}.{endpoint}"
+            setup.app.url_map.add(Rule(f"{state.url_prefix}{rule}", endpoint=full))
+            setup.app.view_functions[full] = views[endpoint]
+
+    bp.record_once(register)
+    bp.register_error_handler(HTTPException, error)
+    bp.register_error_handler(Exception, failure)
+    return bp
+
+
+def _body_request_id(state: EmailCancelState) -> int | None:
+    """The request id named by the optional JSON body, if any."""
+    limit = state.max_body_size
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge()
+    data = request.stream.read(limit + 1)
+    if len(data) > limit:
+        raise BodyTooLarge()
+    if not data.strip():
+        return None
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        raise MalformedBody() from None
+    try:
+        return load_body(state.body_schema, document)
+    except ValidationError:
+        raise BodyIdMismatch() from None
+
+
+def _notify(request_id: int, count: int, principal: Any) -> None:
+    if not email_request_cancelled.receivers:
+        return
+    try:
+        email_request_cancelled.send(
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            request_id=request_id,
+            count=count,
+            principal=principal,
+        )
+    except Exception:
+        # The cancel has committed: a failing receiver must not turn it into a
+        # 500 that invites a retry answered with "No cancellable messages".
+        current_app.logger.exception(
+            "a receiver of email_request_cancelled failed for request %s", request_id
+        )
