@@ -49,9 +49,14 @@ class EmailCancelState:
 
 
 def _prefix(value: Any) -> str:
-    if not isinstance(value, str) or not (value == "" or value.startswith("/")):
-        raise ValueError(f"EMAIL_CANCEL_URL_PREFIX must be a path starting with '/', not {value!r}")
-    if "<" in value:
+    # The blueprint answers every path under its prefix; at the root it would
+    # take over the host's own 404 and 405 pages.
+    if not isinstance(value, str) or not value.startswith("/") or not value.strip("/"):
+        raise ValueError(
+            f"EMAIL_CANCEL_URL_PREFIX must be a path below the root such as "
+            f"'/api/v1/email', not {value!r}"
+        )
+    if "<" in value or ">" in value:
         raise ValueError("EMAIL_CANCEL_URL_PREFIX must not contain URL variables")
     return value.rstrip("/")
 

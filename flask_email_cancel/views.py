@@ -74,7 +74,7 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
                 response.headers["Allow"] = ", ".join(allowed)
                 return response
             raise UnsupportedMethod(valid_methods=allowed)
-        principal = state.authenticate(request)
+        principal = state.authenticate(request._get_current_object())  # type: ignore[attr-defined]
         if principal is None:
             raise UnauthorizedRequest()
         request_id = parse_request_id(id)
