@@ -27,6 +27,7 @@ _UNSET: Any = object()
 DEFAULTS: dict[str, Any] = {
     "EMAIL_CANCEL_URL_PREFIX": "/api/v1/email",
     "EMAIL_CANCEL_MAX_BODY_SIZE": 64 * 1024,
+    "EMAIL_CANCEL_OPENAPI_URL": None,
 }
 
 
@@ -46,6 +47,7 @@ class EmailCancelState:
     response_schema: Schema
     error_schema: Schema
     body_schema: Schema
+    openapi_url: str | None = None
 
 
 def _prefix(value: Any) -> str:
@@ -59,6 +61,18 @@ def _prefix(value: Any) -> str:
     if "<" in value or ">" in value:
         raise ValueError("EMAIL_CANCEL_URL_PREFIX must not contain URL variables")
     return value.rstrip("/")
+
+
+def _openapi_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/") or value.endswith("/"):
+        raise ValueError(
+            f"EMAIL_CANCEL_OPENAPI_URL must be None or a path like '/openapi.json', not {value!r}"
+        )
+    if "<" in value:
+        raise ValueError("EMAIL_CANCEL_OPENAPI_URL must not contain URL variables")
+    return value
 
 
 def _size(value: Any) -> int:
@@ -173,9 +187,21 @@ class EmailCancel:
             response_schema=options["response_schema"] or CancelResponseSchema(),
             error_schema=options["error_schema"] or ErrorSchema(),
             body_schema=CancelBodySchema(),
+            openapi_url=_openapi_url(app.config["EMAIL_CANCEL_OPENAPI_URL"]),
         )
         app.register_blueprint(create_blueprint(state))
         app.extensions[EXTENSION_KEY] = state
+
+    def openapi_spec(self, app: Flask) -> dict[str, Any]:
+        """The OpenAPI 3.1 document of the API as mounted on ``app``, a new
+        dict (see :func:`flask_email_cancel.openapi.build_spec`).
+
+        :raises RuntimeError: when the extension is not registered on ``app``.
+        :raises ImportError: when apispec (the ``openapi`` extra) is missing.
+        """
+        from .openapi import build_spec
+
+        return build_spec(self.state(app))
 
     @staticmethod
     def state(app: Flask) -> EmailCancelState:

@@ -100,10 +100,26 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
     def not_found(path: str = "") -> Response:
         raise UnknownPath()
 
+    document: list[dict[str, Any]] = []
+
+    def openapi() -> Response:
+        # GET only (HEAD follows GET); no authentication: the document is public.
+        if request.method not in ("GET", "HEAD"):
+            allowed = ["GET", "HEAD", "OPTIONS"]
+            if request.method == "OPTIONS":
+                response = _json(error_schema.dump({"id": "", "message": ""}), 200)
+                response.headers["Allow"] = ", ".join(allowed)
+                return response
+            raise UnsupportedMethod(valid_methods=allowed)
+        if not document:
+            document.append(state.extension.openapi_spec(current_app))
+        return _json(document[0], 200)
+
     views: dict[str, Callable[..., Response]] = {
         "cancel_post": cancel_post,
         "cancel_delete": cancel_delete,
         "not_found": not_found,
+        "openapi": openapi,
     }
     rules = [
         ("/<id>/cancel", "cancel_post"),
@@ -112,6 +128,11 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
         ("/", "not_found"),
         ("/<path:path>", "not_found"),
     ]
+    if state.openapi_url is not None:
+        from .openapi import require_apispec
+
+        require_apispec()
+        rules.append((state.openapi_url, "openapi"))
 
     def register(setup: BlueprintSetupState) -> None:
         # Rules without a method list match every method, so no request under
