@@ -109,8 +109,8 @@ class SQLAlchemyQueueRepository:
         scheduled = column(scheduled_at, "scheduled_at")
         self._scheduled_aware = _is_aware(scheduled)
         where: list[sa.ColumnElement[bool]] = [
-            rid == sa.bindparam("request_id", type_=rid.type),
-            scheduled > sa.bindparam("now", type_=scheduled.type),
+            rid == sa.bindparam("ec_request_id", type_=rid.type),
+            scheduled > sa.bindparam("ec_now", type_=scheduled.type),
         ]
         values: dict[sa.Column[Any], Any] = {}
 
@@ -147,7 +147,7 @@ class SQLAlchemyQueueRepository:
                 raise MappingError("cancelled_at= has no meaning with delete=True")
             stamp = column(cancelled_at, "cancelled_at")
             self._cancelled_at_aware = _is_aware(stamp)
-            values[stamp] = sa.bindparam("cancelled_at", type_=stamp.type)
+            values[stamp] = sa.bindparam("ec_cancelled_at", type_=stamp.type)
             if status is None:
                 # Without a status the stamp is the marker: a stamped entry is done.
                 where.append(stamp.is_(None))
@@ -162,7 +162,7 @@ class SQLAlchemyQueueRepository:
         self._tenant = tenant is not None
         if tenant is not None:
             tenant_col = column(tenant, "tenant")
-            where.append(tenant_col == sa.bindparam("tenant", type_=tenant_col.type))
+            where.append(tenant_col == sa.bindparam("ec_tenant", type_=tenant_col.type))
             self.mapping["tenant"] = tenant
         self.delete = delete
         self.mapping["delete"] = delete
@@ -242,17 +242,17 @@ class SQLAlchemyQueueRepository:
     def cancel(self, request_id: int, principal: Principal) -> int:
         """Cancel the pending, later-scheduled entries of ``request_id`` that
         ``principal`` may cancel, in one statement; return how many."""
-        params: dict[str, Any] = {"request_id": request_id}
+        params: dict[str, Any] = {"ec_request_id": request_id}
         if self._tenant:
             if principal.tenant is None:
                 return 0
-            params["tenant"] = principal.tenant
+            params["ec_tenant"] = principal.tenant
         now = self.clock()
         if now.utcoffset() is None:
             raise ValueError("the repository's clock must return an aware datetime")
-        params["now"] = _for_column(now, self._scheduled_aware)
+        params["ec_now"] = _for_column(now, self._scheduled_aware)
         if "cancelled_at" in self.mapping:
-            params["cancelled_at"] = _for_column(now, self._cancelled_at_aware)
+            params["ec_cancelled_at"] = _for_column(now, self._cancelled_at_aware)
         with self.engine.begin() as connection:
             return self._execute(connection, params)
 

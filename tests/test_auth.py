@@ -90,7 +90,11 @@ CASES = {
     "bearer-callable": (
         BearerAuth(verify_token("tok")),
         {"Authorization": "Bearer tok"},
-        [{"Authorization": "Bearer nope"}, {"Authorization": "Basic tok"}, {"Authorization": "Bearer"}],
+        [
+            {"Authorization": "Bearer nope"},
+            {"Authorization": "Basic tok"},
+            {"Authorization": "Bearer"},
+        ],
         'Bearer realm="email-cancel"',
     ),
     "bearer-mapping": (

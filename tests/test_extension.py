@@ -87,7 +87,9 @@ def test_unusable_repository_is_rejected(repository):
 @pytest.mark.parametrize("prefix", ["api", "/api/<int:x>", 5, "/", ""])
 def test_bad_prefix_is_rejected(prefix):
     with pytest.raises(ValueError, match="EMAIL_CANCEL_URL_PREFIX"):
-        EmailCancel(Flask(__name__), repository=lambda r, p: 0, authenticator=allow, url_prefix=prefix)
+        EmailCancel(
+            Flask(__name__), repository=lambda r, p: 0, authenticator=allow, url_prefix=prefix
+        )
 
 
 @pytest.mark.parametrize("size", [-1, "big", True])

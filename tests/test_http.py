@@ -266,7 +266,9 @@ def test_body_size_limit_follows_config(memory_repo, auth_headers):
         ("PROPFIND", "/api/v1/email/1", "DELETE, OPTIONS"),
     ],
 )
-def test_other_methods_are_json_405_with_allow(client, memory_repo, auth_headers, method, path, allow):
+def test_other_methods_are_json_405_with_allow(
+    client, memory_repo, auth_headers, method, path, allow
+):
     memory_repo.add(1, later())
     response = client.open(path, method=method, headers=auth_headers)
     assert response.status_code == 405
@@ -366,12 +368,12 @@ def test_signal_is_sent_after_a_cancel(app, client, route, memory_repo, auth_hea
     with email_request_cancelled.connected_to(receiver):
         call(client, route, BIG_ID, headers=auth_headers)
         call(client, route, BIG_ID, headers=auth_headers)  # nothing left: no signal
-    assert seen == [
-        (app, {"request_id": BIG_ID, "count": 2, "principal": Principal(id="ops")})
-    ]
+    assert seen == [(app, {"request_id": BIG_ID, "count": 2, "principal": Principal(id="ops")})]
 
 
-def test_failing_signal_receiver_does_not_undo_the_answer(app, client, memory_repo, auth_headers, caplog):
+def test_failing_signal_receiver_does_not_undo_the_answer(
+    app, client, memory_repo, auth_headers, caplog
+):
     memory_repo.add(8, later())
 
     def receiver(sender: object, **kwargs: object) -> None:
@@ -421,7 +423,11 @@ def test_repository_is_not_called_for_rejected_requests(auth_headers):
         return 0
 
     app = Flask(__name__)
-    EmailCancel(app, repository=repo, authenticator=lambda r: Principal("x") if r.headers.get("ok") else None)
+    EmailCancel(
+        app,
+        repository=repo,
+        authenticator=lambda r: Principal("x") if r.headers.get("ok") else None,
+    )
     client = app.test_client()
     client.post("/api/v1/email/5/cancel")
     client.post("/api/v1/email/abc/cancel", headers={"ok": "1"})
