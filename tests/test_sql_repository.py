@@ -561,3 +561,37 @@ def test_default_clock_is_utc_now(engine, metadata, table_name):
         cancelled="Cancelled",
     )
     assert repo.cancel(1, OPS) == 1
+
+
+def test_flask_sqlalchemy_bind_key_selects_the_models_engine(tmp_path, clock):
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{tmp_path}/main.db"
+    app.config["SQLALCHEMY_BINDS"] = {"queue": f"sqlite:///{tmp_path}/queue.db"}
+    db = SQLAlchemy(app)
+
+    class Queued(db.Model):  # type: ignore[name-defined,misc]
+        __bind_key__ = "queue"
+        id = db.Column(db.Integer, primary_key=True)
+        request_id = db.Column(db.BigInteger)
+        status = db.Column(db.String(10))
+        send_at = db.Column(db.DateTime)
+
+    repo = SQLAlchemyQueueRepository(
+        db,
+        Queued,
+        request_id="request_id",
+        status="status",
+        scheduled_at="send_at",
+        cancellable=["new"],
+        cancelled="cancelled",
+        clock=clock,
+    )
+    with app.app_context():
+        db.create_all()
+        db.session.add(Queued(request_id=1, status="new", send_at=ahead(60)))
+        db.session.commit()
+        assert repo.engine is db.engines["queue"]
+        assert repo.cancel(1, OPS) == 1
+        assert db.session.scalar(db.select(Queued.status)) == "cancelled"
+        db.engines["queue"].dispose()
+        db.engine.dispose()
