@@ -19,6 +19,7 @@ from werkzeug.exceptions import (
 __all__ = [
     "BodyIdMismatch",
     "EmailCancelError",
+    "LockTimeout",
     "MalformedBody",
     "MalformedRequestId",
     "MappingError",
@@ -37,6 +38,16 @@ class EmailCancelError(Exception):
 
 class MappingError(EmailCancelError, ValueError):
     """A repository was pointed at columns or values that cannot work."""
+
+
+class LockTimeout(EmailCancelError, TimeoutError):
+    """A row or the database stayed locked longer than the repository's
+    ``lock_timeout`` (or the database's own lock wait limit).
+
+    The statement was rolled back as a whole: nothing was cancelled or claimed.
+    Typically a sender holds the entry's row while it sends; retrying later
+    is safe.
+    """
 
 
 class UnauthorizedRequest(EmailCancelError, Unauthorized):

@@ -1,24 +1,46 @@
 """The SQL queue repository: one conditional ``UPDATE`` (or ``DELETE``) on the
-host's own queue table.
+host's own queue table, run in a write transaction fitted to each database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+import math
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Delete, Update
+from sqlalchemy.sql.elements import ClauseElement
 
 from .auth import Principal
-from .exceptions import MappingError
+from .exceptions import EmailCancelError, LockTimeout, MappingError
 from .repository import Clock, utc_now
 
-__all__ = ["SQLAlchemyQueueRepository"]
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = [
+    "DATABASE_CLOCK",
+    "SQLAlchemyQueueRepository",
+    "WriteTransaction",
+    "write_transaction",
+]
+
+DATABASE_CLOCK: Literal["database"] = "database"
+"""Pass as ``clock=`` to compare against the database server's clock."""
 
 _UNSET: Any = object()
+
+#: How many times a statement rolled back by a deadlock or a serialization
+#: failure is run again. Both roll the whole statement back, so a retry can
+#: neither double nor split its effect.
+_ATTEMPTS = 3
 
 
 def _is_aware(column: sa.Column[Any]) -> bool:
@@ -34,6 +56,205 @@ def _for_column(now: datetime, aware: bool) -> datetime:
     return now if aware else now.replace(tzinfo=None)
 
 
+def _is_mysql(dialect: Dialect) -> bool:
+    return dialect.name in ("mysql", "mariadb")
+
+
+def _uses_set_statement(dialect: Dialect) -> bool:
+    """MariaDB scopes settings to one statement; MySQL needs session settings
+    that are put back afterwards."""
+    return bool(getattr(dialect, "is_mariadb", False))
+
+
+class _SetStatement(Executable, ClauseElement):
+    """MariaDB's ``SET STATEMENT <settings> FOR <statement>``."""
+
+    # Compiled anew each time: the settings are not part of a cache key.
+    inherit_cache = False
+
+    def __init__(self, settings: str, statement: Executable) -> None:
+        self.settings = settings
+        self.statement = statement
+
+
+@compiles(_SetStatement)
+def _compile_set_statement(element: _SetStatement, compiler: SQLCompiler, **kw: Any) -> str:
+    inner = cast(ClauseElement, element.statement)
+    return f"SET STATEMENT {element.settings} FOR {compiler.process(inner, **kw)}"
+
+
+class WriteTransaction:
+    """An open transaction from :func:`write_transaction`.
+
+    Run statements through :meth:`execute`, not through :attr:`connection`
+    directly: on MariaDB it scopes the UTC time zone and the lock timeout to
+    each statement.
+    """
+
+    def __init__(self, connection: Connection, settings: str | None = None) -> None:
+        self.connection = connection
+        self._settings = settings
+
+    def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]:
+        """Execute ``statement`` in this transaction and return its result."""
+        if self._settings is not None:
+            statement = _SetStatement(self._settings, statement)
+        return self.connection.execute(statement, dict(parameters or {}))
+
+
+def _mysql_errno(orig: BaseException | None) -> object:
+    args = getattr(orig, "args", ())
+    return args[0] if args else None
+
+
+def _lock_timed_out(exc: sa.exc.DBAPIError, dialect: Dialect) -> bool:
+    orig = exc.orig
+    if dialect.name == "postgresql":
+        return getattr(orig, "sqlstate", None) == "55P03"  # lock_not_available
+    if _is_mysql(dialect):
+        return _mysql_errno(orig) == 1205  # ER_LOCK_WAIT_TIMEOUT
+    if dialect.name == "sqlite":
+        code = getattr(orig, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+        return "database is locked" in str(orig)
+    return False
+
+
+def _transient(exc: sa.exc.DBAPIError, dialect: Dialect) -> bool:
+    """A deadlock victim or serialization failure: rolled back as a whole."""
+    orig = exc.orig
+    if dialect.name == "postgresql":
+        return getattr(orig, "sqlstate", None) in ("40P01", "40001")
+    if _is_mysql(dialect):
+        return _mysql_errno(orig) == 1213  # ER_LOCK_DEADLOCK
+    return False
+
+
+@contextmanager
+def write_transaction(
+    engine: Engine, *, lock_timeout: float | None = None, read_committed: bool = False
+) -> Iterator[WriteTransaction]:
+    """Open a write transaction on a connection of its own, commit it when the
+    block ends and roll it back when the block raises.
+
+    - SQLite: ``BEGIN IMMEDIATE`` on a connection in autocommit mode, so the
+      write lock is taken before anything is read; a deferred transaction
+      that reads first and then writes fails with ``SQLITE_BUSY`` whatever
+      the busy timeout. ``lock_timeout`` sets the busy timeout for this
+      transaction only.
+    - PostgreSQL: ``TimeZone`` is UTC and ``lock_timeout`` is set, both with
+      ``set_config(..., true)`` (``SET LOCAL``): they end with the transaction.
+    - MariaDB: each statement runs as ``SET STATEMENT time_zone = '+00:00'
+      [, innodb_lock_wait_timeout = N] FOR ...``. MySQL: the same session
+      variables are set, then put back when the transaction ends. Lock
+      timeouts are rounded up to whole seconds there.
+
+    :param lock_timeout: the longest wait for a lock, in seconds; ``None``
+        keeps the connection's own setting.
+    :param read_committed: run the transaction at ``READ COMMITTED`` on
+        MySQL/MariaDB (no gap locks), as queue claims want; other databases
+        already default to it or need no isolation level.
+    :raises LockTimeout: when a lock wait timed out; the transaction is
+        rolled back.
+    """
+    dialect = engine.dialect
+    connection = engine.connect()
+    restore: list[str] = []
+    try:
+        try:
+            transaction = _begin(connection, dialect, lock_timeout, read_committed, restore)
+            yield transaction
+            if dialect.name == "sqlite":
+                connection.exec_driver_sql("COMMIT")
+            else:
+                connection.commit()
+        except BaseException:
+            _rollback(connection, dialect)
+            raise
+    except sa.exc.DBAPIError as exc:
+        if _lock_timed_out(exc, dialect):
+            raise LockTimeout(
+                "a lock wait timed out"
+                + (f" (lock timeout {lock_timeout} s)" if lock_timeout is not None else "")
+                + "; the transaction was rolled back and nothing was changed"
+            ) from exc
+        raise
+    finally:
+        for sql in restore:
+            try:
+                connection.exec_driver_sql(sql)
+            except Exception:
+                # A connection whose settings could not be put back must not
+                # be handed to the host's own code.
+                connection.invalidate()
+                break
+        connection.close()
+
+
+def _begin(
+    connection: Connection,
+    dialect: Dialect,
+    lock_timeout: float | None,
+    read_committed: bool,
+    restore: list[str],
+) -> WriteTransaction:
+    if dialect.name == "sqlite":
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        if lock_timeout is not None:
+            previous = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {round(lock_timeout * 1000)}")
+            restore.append(f"PRAGMA busy_timeout = {int(previous or 0)}")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return WriteTransaction(connection)
+    if dialect.name == "postgresql":
+        if lock_timeout is None:
+            connection.execute(sa.text("SELECT set_config('TimeZone', 'UTC', true)"))
+        else:
+            # lock_timeout = 0 would mean "wait forever": a 0 s timeout is 1 ms.
+            connection.execute(
+                sa.text(
+                    "SELECT set_config('TimeZone', 'UTC', true), "
+                    "set_config('lock_timeout', :ms, true)"
+                ),
+                {"ms": f"{max(1, round(lock_timeout * 1000))}ms"},
+            )
+        return WriteTransaction(connection)
+    if _is_mysql(dialect):
+        if read_committed:
+            # Applies to the next transaction only, which is this one.
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        settings = "time_zone = '+00:00'"
+        if lock_timeout is not None:
+            settings += f", innodb_lock_wait_timeout = {max(1, math.ceil(lock_timeout))}"
+        if _uses_set_statement(dialect):
+            return WriteTransaction(connection, settings)
+        saved = "@flask_email_cancel_time_zone = @@SESSION.time_zone"
+        back = "SESSION time_zone = @flask_email_cancel_time_zone"
+        if lock_timeout is not None:
+            saved += ", @flask_email_cancel_lock_wait = @@SESSION.innodb_lock_wait_timeout"
+            back += ", SESSION innodb_lock_wait_timeout = @flask_email_cancel_lock_wait"
+        restore.append(f"SET {back}")
+        session = ", ".join(f"SESSION {s}" for s in settings.split(", "))
+        connection.exec_driver_sql(f"SET {saved}, {session}")
+        return WriteTransaction(connection)
+    return WriteTransaction(connection)
+
+
+def _rollback(connection: Connection, dialect: Dialect) -> None:
+    try:
+        if dialect.name == "sqlite":
+            if connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+                connection.exec_driver_sql("ROLLBACK")
+        else:
+            connection.rollback()
+    except Exception:
+        # The connection is gone or broken: the database rolls back itself.
+        connection.invalidate()
+
+
 class SQLAlchemyQueueRepository:
     """Cancels entries in the host's existing queue table with one atomic
     conditional statement whose row count is the answer.
@@ -44,8 +265,11 @@ class SQLAlchemyQueueRepository:
         WHERE request_id = :id AND status IN (:cancellable...)
           AND scheduled_at > :now [AND tenant = :tenant]
 
-    It runs on a connection of its own in a transaction of its own: pending
-    work in the host's session is neither committed nor rolled back.
+    It runs on a connection of its own in a write transaction of its own (see
+    :func:`write_transaction`): pending work in the host's session is neither
+    committed nor rolled back. Every row it matches it also changes, so the
+    count is exact whether or not a MySQL driver reports matched rows
+    (``CLIENT.FOUND_ROWS``) or changed rows.
 
     Three table shapes are supported, chosen by the keywords given:
 
@@ -81,6 +305,15 @@ class SQLAlchemyQueueRepository:
         not been sent.
     :param delete: cancel by deleting the rows.
     :param clock: returns the current aware time; defaults to UTC now.
+        :data:`DATABASE_CLOCK` (``"database"``) compares against the database
+        server's ``CURRENT_TIMESTAMP`` in UTC instead (on SQLite, which runs
+        in-process, that is this process's UTC clock).
+    :param lock_timeout: the longest a cancel waits for a row locked by
+        someone else (a sender mid-send), in seconds; then it raises
+        :class:`~flask_email_cancel.exceptions.LockTimeout` having changed
+        nothing. ``None`` keeps the database's own limit (PostgreSQL: none;
+        MariaDB: ``innodb_lock_wait_timeout``; SQLite: the driver's busy
+        timeout).
     :raises MappingError: when the keywords do not describe a usable table.
     """
 
@@ -98,25 +331,37 @@ class SQLAlchemyQueueRepository:
         tenant: str | None = None,
         unsent: str | Sequence[str] = (),
         delete: bool = False,
-        clock: Clock = utc_now,
+        clock: Clock | Literal["database"] = utc_now,
+        lock_timeout: float | None = None,
     ) -> None:
+        if clock != DATABASE_CLOCK and not callable(clock):
+            raise TypeError(f"clock must be a callable or {DATABASE_CLOCK!r}, not {clock!r}")
+        if lock_timeout is not None and not (
+            isinstance(lock_timeout, (int, float))
+            and not isinstance(lock_timeout, bool)
+            and 0 <= lock_timeout < math.inf
+        ):
+            raise ValueError(f"lock_timeout must be a number of seconds >= 0, not {lock_timeout!r}")
         self._engine = self._engine_getter(db_or_engine, model_or_table)
         self.table, column = self._columns(model_or_table)
         self.clock = clock
+        self.lock_timeout = lock_timeout
         self.mapping: dict[str, Any] = {"request_id": request_id, "scheduled_at": scheduled_at}
 
         rid = column(request_id, "request_id")
         scheduled = column(scheduled_at, "scheduled_at")
+        self.columns: dict[str, sa.Column[Any]] = {
+            "request_id": rid,
+            "scheduled_at": scheduled,
+        }
         self._scheduled_aware = _is_aware(scheduled)
-        where: list[sa.ColumnElement[bool]] = [
-            rid == sa.bindparam("ec_request_id", type_=rid.type),
-            scheduled > sa.bindparam("ec_now", type_=scheduled.type),
-        ]
+        # What makes an entry pending, whatever its schedule and request.
+        pending: list[sa.ColumnElement[bool]] = []
         values: dict[sa.Column[Any], Any] = {}
 
         cancellable = tuple(cancellable)
         if status is not None:
-            status_col = column(status, "status")
+            status_col = self.columns["status"] = column(status, "status")
             if not cancellable:
                 raise MappingError("status= needs cancellable= naming at least one status value")
             if delete:
@@ -128,7 +373,7 @@ class SQLAlchemyQueueRepository:
                 raise MappingError(f"cancelled={cancelled!r} must not be one of cancellable=")
             else:
                 values[status_col] = cancelled
-            where.append(status_col.in_(cancellable))
+            pending.append(status_col.in_(cancellable))
             self.mapping.update(status=status, cancellable=cancellable)
             if not delete:
                 self.mapping["cancelled"] = cancelled
@@ -136,43 +381,106 @@ class SQLAlchemyQueueRepository:
             raise MappingError("cancellable= and cancelled= need status=")
 
         unsent_names = (unsent,) if isinstance(unsent, str) else tuple(unsent)
-        for name in unsent_names:
-            where.append(column(name, "unsent").is_(None))
+        self.unsent_columns = tuple(column(name, "unsent") for name in unsent_names)
+        pending.extend(c.is_(None) for c in self.unsent_columns)
         if unsent_names:
             self.mapping["unsent"] = unsent_names
 
+        self._stamp: sa.Column[Any] | None = None
         self._cancelled_at_aware = False
         if cancelled_at is not None:
             if delete:
                 raise MappingError("cancelled_at= has no meaning with delete=True")
-            stamp = column(cancelled_at, "cancelled_at")
+            stamp = self._stamp = self.columns["cancelled_at"] = column(
+                cancelled_at, "cancelled_at"
+            )
             self._cancelled_at_aware = _is_aware(stamp)
-            values[stamp] = sa.bindparam("ec_cancelled_at", type_=stamp.type)
             if status is None:
                 # Without a status the stamp is the marker: a stamped entry is done.
-                where.append(stamp.is_(None))
+                pending.append(stamp.is_(None))
             self.mapping["cancelled_at"] = cancelled_at
 
-        if not delete and not values:
+        if not delete and not values and self._stamp is None:
             raise MappingError(
                 "nothing to write on cancel: give status=/cancellable=/cancelled=, "
                 "cancelled_at= (with unsent=), or delete=True"
             )
 
+        where: list[sa.ColumnElement[bool]] = [
+            rid == sa.bindparam("ec_request_id", type_=rid.type),
+            *pending,
+        ]
         self._tenant = tenant is not None
         if tenant is not None:
-            tenant_col = column(tenant, "tenant")
+            tenant_col = self.columns["tenant"] = column(tenant, "tenant")
             where.append(tenant_col == sa.bindparam("ec_tenant", type_=tenant_col.type))
             self.mapping["tenant"] = tenant
         self.delete = delete
         self.mapping["delete"] = delete
 
+        self.pending_criteria: tuple[sa.ColumnElement[bool], ...] = tuple(pending)
         self.request_id_column = rid
-        self.statement: Update | Delete = (
-            sa.delete(self.table).where(*where)
-            if delete
-            else sa.update(self.table).where(*where).values(values)
+        self._where = where
+        self._values = values
+        self._statements: dict[str, Update | Delete] = {}
+        self.statement: Update | Delete = self._build(None)
+
+    def _build(self, dialect: Dialect | None) -> Update | Delete:
+        """The cancel statement; ``dialect`` is given when the database clock
+        is in use, whose SQL differs from one database to the next."""
+        scheduled = self.columns["scheduled_at"]
+        where = [*self._where, scheduled > self.now_expression(dialect, scheduled, "ec_now")]
+        if self.delete:
+            return sa.delete(self.table).where(*where)
+        values = dict(self._values)
+        if self._stamp is not None:
+            values[self._stamp] = self.now_expression(dialect, self._stamp, "ec_cancelled_at")
+        return sa.update(self.table).where(*where).values(values)
+
+    def uses_database_clock(self, dialect: Dialect) -> bool:
+        """Whether "now" is read from the database server's clock on ``dialect``."""
+        return self.clock == DATABASE_CLOCK and dialect.name != "sqlite"
+
+    def now_expression(
+        self, dialect: Dialect | None, column: sa.Column[Any], name: str
+    ) -> sa.ColumnElement[Any]:
+        """ "Now" as compared with, or written to, the datetime ``column``.
+
+        A bound parameter called ``name`` (filled by :meth:`clock_parameters`)
+        for a Python clock; the server's ``CURRENT_TIMESTAMP`` in UTC, in the
+        column's own form (aware or naive UTC), for the database clock.
+        """
+        if dialect is None or not self.uses_database_clock(dialect):
+            return sa.bindparam(name, type_=column.type)
+        if dialect.name == "postgresql":
+            now = sa.func.current_timestamp()
+            return now if _is_aware(column) else sa.func.timezone("UTC", now)
+        if _is_mysql(dialect):
+            # TIMESTAMP columns read in the session time zone, which
+            # write_transaction makes UTC for the statement.
+            return sa.func.utc_timestamp(6)
+        raise EmailCancelError(
+            f"clock={DATABASE_CLOCK!r} is supported on PostgreSQL, MySQL/MariaDB and "
+            f"SQLite, not on {dialect.name}"
         )
+
+    def clock_parameters(self, dialect: Dialect) -> dict[str, Any]:
+        """The bound "now" parameters of a statement built with
+        :meth:`now_expression`: ``ec_now`` for the schedule and
+        ``ec_cancelled_at`` for the stamp, each in its column's form. Empty on the database clock.
+
+        :raises ValueError: when the clock returns a naive datetime.
+        """
+        if self.uses_database_clock(dialect):
+            return {}
+        clock = self.clock
+        now = clock() if callable(clock) else utc_now()
+        if not isinstance(now, datetime) or now.utcoffset() is None:
+            raise ValueError("the repository's clock must return an aware datetime")
+        params = {"ec_now": _for_column(now, self._scheduled_aware)}
+        if self._stamp is not None:
+            params["ec_cancelled_at"] = _for_column(now, self._cancelled_at_aware)
+        return params
 
     @staticmethod
     def _columns(
@@ -239,23 +547,91 @@ class SQLAlchemyQueueRepository:
         Flask-SQLAlchemy)."""
         return self._engine()
 
+    def statement_for(self, dialect: Dialect) -> Update | Delete:
+        """The cancel statement as run on ``dialect``."""
+        if not self.uses_database_clock(dialect):
+            return self.statement
+        statement = self._statements.get(dialect.name)
+        if statement is None:
+            statement = self._statements[dialect.name] = self._build(dialect)
+        return statement
+
     def cancel(self, request_id: int, principal: Principal) -> int:
         """Cancel the pending, later-scheduled entries of ``request_id`` that
-        ``principal`` may cancel, in one statement; return how many."""
+        ``principal`` may cancel, in one statement; return how many.
+
+        :raises LockTimeout: when an entry stayed locked (by a sender) longer
+            than ``lock_timeout``; nothing was cancelled.
+        """
         params: dict[str, Any] = {"ec_request_id": request_id}
         if self._tenant:
             if principal.tenant is None:
                 return 0
             params["ec_tenant"] = principal.tenant
-        now = self.clock()
-        if now.utcoffset() is None:
-            raise ValueError("the repository's clock must return an aware datetime")
-        params["ec_now"] = _for_column(now, self._scheduled_aware)
-        if "cancelled_at" in self.mapping:
-            params["ec_cancelled_at"] = _for_column(now, self._cancelled_at_aware)
-        with self.engine.begin() as connection:
-            return self._execute(connection, params)
+        engine = self.engine
+        params.update(self.clock_parameters(engine.dialect))
+        statement = self.statement_for(engine.dialect)
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with write_transaction(engine, lock_timeout=self.lock_timeout) as transaction:
+                    return int(transaction.execute(statement, params).rowcount)
+            except sa.exc.DBAPIError as exc:
+                if attempt == _ATTEMPTS or not _transient(exc, engine.dialect):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _execute(self, connection: Connection, params: dict[str, Any]) -> int:
-        result = connection.execute(self.statement, params)
-        return int(result.rowcount)
+    def index_warning(self) -> str | None:
+        """Inspect the database: ``None`` when an index (or the primary key)
+        leads with the request-id column, else a warning naming the table, the
+        column and the ``CREATE INDEX`` statement that would fix it.
+
+        Without such an index every cancel scans the whole queue table and, on
+        MySQL/MariaDB, locks every row it scans.
+
+        :raises sqlalchemy.exc.NoSuchTableError: when the table does not exist.
+        """
+        engine = self.engine
+        inspector = sa.inspect(engine)
+        name, schema = self.table.name, self.table.schema
+        leading: set[str] = set()
+        found: list[Sequence[str | None] | None] = [
+            inspector.get_pk_constraint(name, schema=schema).get("constrained_columns")
+        ]
+        found.extend(ix.get("column_names") for ix in inspector.get_indexes(name, schema=schema))
+        try:
+            unique = inspector.get_unique_constraints(name, schema=schema)
+        except NotImplementedError:  # pragma: no cover - every supported dialect has it
+            unique = []
+        found.extend(uq.get("column_names") for uq in unique)
+        for columns in found:
+            if columns and columns[0] is not None:
+                leading.add(columns[0].lower())
+        column = self.request_id_column.name
+        if column.lower() in leading:
+            return None
+        preparer = engine.dialect.identifier_preparer
+        index = preparer.quote(f"ix_{name}_{column}"[: engine.dialect.max_identifier_length or 63])
+        target = f"{preparer.format_table(self.table)} ({preparer.quote(column)})"
+        ddl = f"CREATE INDEX {index} ON {target}"
+        label = f"{schema}.{name}" if schema else name
+        return (
+            f"flask-email-cancel: the request-id column {column!r} of table {label!r} has no "
+            "index, so every cancel scans the whole table (and, on MySQL/MariaDB, locks "
+            f"every row it scans). Create one: {ddl}"
+        )
+
+    def init_app(self, app: Flask) -> None:
+        """Check the table once when the extension is set up on ``app``:
+        log :meth:`index_warning` as a warning on ``app.logger``.
+
+        A database that cannot be inspected yet (not reachable, table not
+        created) is logged at debug level and does not stop the app.
+        """
+        try:
+            with app.app_context():
+                warning = self.index_warning()
+        except Exception as exc:
+            app.logger.debug("flask-email-cancel: could not check the queue table's index: %s", exc)
+            return
+        if warning is not None:
+            app.logger.warning("%s", warning)

@@ -37,7 +37,18 @@ def statements(engine: sa.Engine) -> Iterator[list[str]]:
     seen: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement.strip().split()[0].upper())
+        words = statement.split()
+        if [w.upper() for w in words[:2]] == ["SET", "STATEMENT"]:  # MariaDB's scoped settings
+            words = words[[w.upper() for w in words].index("FOR") + 1 :]
+        keyword = words[0].upper()
+        # Transaction control and per-transaction settings are not statements
+        # of the cancel itself.
+        if (
+            keyword in {"BEGIN", "COMMIT", "ROLLBACK", "PRAGMA", "SET"}
+            or "set_config(" in statement
+        ):
+            return
+        seen.append(keyword)
 
     sa.event.listen(engine, "before_cursor_execute", record)
     yield seen
