@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, request
 from flask.sansio.blueprints import BlueprintSetupState
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.routing import Rule
+from werkzeug.routing import PathConverter, Rule
 
 from .exceptions import (
     BodyIdMismatch,
@@ -46,6 +46,17 @@ BLUEPRINT_NAME = "email_cancel"
 
 def _json(document: Any, status: int) -> Response:
     return current_app.response_class(json.dumps(document), status, content_type=CONTENT_TYPE)
+
+
+_REST = "email_cancel_rest"
+
+
+class _Rest(PathConverter):
+    """Any rest of a path, even one that starts with or doubles a slash, which
+    Werkzeug's ``path`` converter refuses."""
+
+    regex = ".*"
+    part_isolating = False
 
 
 def create_blueprint(state: EmailCancelState) -> Blueprint:
@@ -126,7 +137,7 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
         ("/<id>", "cancel_delete"),
         ("", "not_found"),
         ("/", "not_found"),
-        ("/<path:path>", "not_found"),
+        (f"/<{_REST}:path>", "not_found"),
     ]
     if state.openapi_url is not None:
         from .openapi import require_apispec
@@ -137,9 +148,14 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
     def register(setup: BlueprintSetupState) -> None:
         # Rules without a method list match every method, so no request under
         # the prefix falls through to Werkzeug's own (HTML) 404 or 405.
+        setup.app.url_map.converters.setdefault(_REST, _Rest)
         for rule, endpoint in rules:
             full = f"{bp.name}.{endpoint}"
-            setup.app.url_map.add(Rule(f"{state.url_prefix}{rule}", endpoint=full))
+            # merge_slashes=False: "//" in a path gets our JSON 404, not
+            # Werkzeug's HTML redirect.
+            setup.app.url_map.add(
+                Rule(f"{state.url_prefix}{rule}", endpoint=full, merge_slashes=False)
+            )
             setup.app.view_functions[full] = views[endpoint]
 
     bp.record_once(register)

@@ -460,3 +460,18 @@ def test_in_memory_repository_is_thread_safe(clock):
         t.join()
     assert sum(counts) == 1000
     assert sorted(n for n in counts if n) == [20] * 50
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/email//cancel",
+        "/api/v1/email/1//cancel",
+        "/api/v1/email///",
+        "/api/v1/email/%2F/cancel",
+    ],
+)
+def test_doubled_slashes_are_json_404_not_redirects(client, auth_headers, path):
+    response = client.post(path, headers=auth_headers)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == CONTENT_TYPE
