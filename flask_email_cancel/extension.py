@@ -11,6 +11,7 @@ from marshmallow import Schema
 
 from .auth import AuthenticatorLike, Principal, deny_all
 from .auth import as_callable as authenticator_callable
+from .cli import email_cancel_cli
 from .repository import QueueRepositoryLike
 from .repository import as_callable as repository_callable
 from .schemas import CancelBodySchema, CancelResponseSchema, ErrorSchema
@@ -190,6 +191,7 @@ class EmailCancel:
             openapi_url=_openapi_url(app.config["EMAIL_CANCEL_OPENAPI_URL"]),
         )
         app.register_blueprint(create_blueprint(state))
+        app.cli.add_command(email_cancel_cli)
         app.extensions[EXTENSION_KEY] = state
 
     def openapi_spec(self, app: Flask) -> dict[str, Any]:
