@@ -13,12 +13,14 @@ from werkzeug.exceptions import (
     MethodNotAllowed,
     NotFound,
     RequestEntityTooLarge,
+    ServiceUnavailable,
     Unauthorized,
 )
 
 __all__ = [
     "BodyIdMismatch",
     "EmailCancelError",
+    "EntriesBusy",
     "LockTimeout",
     "MalformedBody",
     "MalformedRequestId",
@@ -105,3 +107,11 @@ class ServerFailure(EmailCancelError, InternalServerError):
     """500: anything that went wrong on the server; details go to the log only."""
 
     description = "Server failure to process request"
+
+
+class EntriesBusy(EmailCancelError, ServiceUnavailable):
+    """503: an entry of the request stayed locked (a sender is sending it)
+    longer than the repository's lock timeout. Nothing was cancelled; the
+    response carries ``Retry-After``."""
+
+    description = "Email entries of this request are being sent; try again later"

@@ -22,6 +22,8 @@ from werkzeug.routing import PathConverter, Rule
 from .exceptions import (
     BodyIdMismatch,
     BodyTooLarge,
+    EntriesBusy,
+    LockTimeout,
     MalformedBody,
     MalformedRequestId,
     NoCancellableMessages,
@@ -71,6 +73,8 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         elif exc.code == 401 and state.www_authenticate:
             response.headers["WWW-Authenticate"] = state.www_authenticate
+        elif isinstance(exc, EntriesBusy):
+            response.headers["Retry-After"] = "1"
         return response
 
     def failure(exc: Exception) -> Response:
@@ -94,7 +98,13 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
         body_id = _body_request_id(state)
         if body_id is not None and body_id != request_id:
             raise BodyIdMismatch()
-        count = state.cancel(request_id, principal)
+        try:
+            count = state.cancel(request_id, principal)
+        except LockTimeout:
+            current_app.logger.warning(
+                "email request %s: entries stayed locked; nothing cancelled", request_id
+            )
+            raise EntriesBusy() from None
         if count <= 0:
             raise NoCancellableMessages()
         _notify(request_id, count, principal)

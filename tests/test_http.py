@@ -475,3 +475,21 @@ def test_doubled_slashes_are_json_404_not_redirects(client, auth_headers, path):
     response = client.post(path, headers=auth_headers)
     assert response.status_code == 404
     assert response.headers["Content-Type"] == CONTENT_TYPE
+
+
+def test_locked_entries_are_503_with_retry_after(route, auth_headers):
+    from flask_email_cancel.exceptions import LockTimeout
+
+    def busy(request_id: int, principal: Principal) -> int:
+        raise LockTimeout("row locked")
+
+    app = Flask(__name__)
+    EmailCancel(app, repository=busy, authenticator=lambda request: Principal("x"))
+    response = call(app.test_client(), route, 5, headers=auth_headers)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.headers["Content-Type"] == CONTENT_TYPE
+    assert response.get_json() == {
+        "id": "",
+        "message": "Email entries of this request are being sent; try again later",
+    }
