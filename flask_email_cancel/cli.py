@@ -19,7 +19,6 @@ group to the app's CLI:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -185,39 +184,11 @@ def _value(value: Any) -> str:
 
 
 def _index_warning(repository: SQLAlchemyQueueRepository) -> str | None:
-    """A warning when the request-id column leads no index of the table as the
-    database has it: without one every cancel scans the whole queue."""
+    """The repository's own index check, or why it could not be made."""
     table = repository.table
-    column = repository.request_id_column.name
     try:
-        inspector = sa.inspect(repository.engine)
-        if not inspector.has_table(table.name, schema=table.schema):
+        if not sa.inspect(repository.engine).has_table(table.name, schema=table.schema):
             return f"table {table.fullname!r} does not exist in the database"
-        leading = [
-            names[0]
-            for names in _index_columns(inspector, table)
-            if names and isinstance(names[0], str)
-        ]
+        return repository.index_warning()
     except sa.exc.SQLAlchemyError as exc:
         return f"could not inspect table {table.fullname!r}: {exc}"
-    if column not in leading:
-        return (
-            f"column {column!r} of table {table.fullname!r} has no index starting with it: "
-            "every cancel scans the table"
-        )
-    return None
-
-
-def _index_columns(inspector: sa.Inspector, table: sa.Table) -> list[list[Any]]:
-    fetchers: list[Callable[..., Any]] = [
-        inspector.get_indexes,
-        inspector.get_unique_constraints,
-    ]
-    columns = [
-        list(item.get("column_names") or [])
-        for fetch in fetchers
-        for item in fetch(table.name, schema=table.schema)
-    ]
-    primary = inspector.get_pk_constraint(table.name, schema=table.schema)
-    columns.append(list(primary.get("constrained_columns") or []))
-    return columns
