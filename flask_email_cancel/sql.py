@@ -5,18 +5,14 @@ host's own queue table, run in a write transaction fitted to each database.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.sql.dml import Delete, Update
-from sqlalchemy.sql.elements import ClauseElement
 
 from .auth import Principal
 from .exceptions import EmailCancelError, LockTimeout, MappingError
@@ -28,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DATABASE_CLOCK",
     "SQLAlchemyQueueRepository",
-    "WriteTransaction",
     "write_transaction",
 ]
 
@@ -58,50 +53,6 @@ def _for_column(now: datetime, aware: bool) -> datetime:
 
 def _is_mysql(dialect: Dialect) -> bool:
     return dialect.name in ("mysql", "mariadb")
-
-
-def _uses_set_statement(dialect: Dialect) -> bool:
-    """MariaDB scopes settings to one statement; MySQL needs session settings
-    that are put back afterwards."""
-    return bool(getattr(dialect, "is_mariadb", False))
-
-
-class _SetStatement(Executable, ClauseElement):
-    """MariaDB's ``SET STATEMENT <settings> FOR <statement>``."""
-
-    # Compiled anew each time: the settings are not part of a cache key.
-    inherit_cache = False
-
-    def __init__(self, settings: str, statement: Executable) -> None:
-        self.settings = settings
-        self.statement = statement
-
-
-@compiles(_SetStatement)
-def _compile_set_statement(element: _SetStatement, compiler: SQLCompiler, **kw: Any) -> str:
-    inner = cast(ClauseElement, element.statement)
-    return f"SET STATEMENT {element.settings} FOR {compiler.process(inner, **kw)}"
-
-
-class WriteTransaction:
-    """An open transaction from :func:`write_transaction`.
-
-    Run statements through :meth:`execute`, not through :attr:`connection`
-    directly: on MariaDB it scopes the UTC time zone and the lock timeout to
-    each statement.
-    """
-
-    def __init__(self, connection: Connection, settings: str | None = None) -> None:
-        self.connection = connection
-        self._settings = settings
-
-    def execute(
-        self, statement: Executable, parameters: Mapping[str, Any] | None = None
-    ) -> CursorResult[Any]:
-        """Execute ``statement`` in this transaction and return its result."""
-        if self._settings is not None:
-            statement = _SetStatement(self._settings, statement)
-        return self.connection.execute(statement, dict(parameters or {}))
 
 
 def _mysql_errno(orig: BaseException | None) -> object:
@@ -136,7 +87,7 @@ def _transient(exc: sa.exc.DBAPIError, dialect: Dialect) -> bool:
 @contextmanager
 def write_transaction(
     engine: Engine, *, lock_timeout: float | None = None, read_committed: bool = False
-) -> Iterator[WriteTransaction]:
+) -> Iterator[Connection]:
     """Open a write transaction on a connection of its own, commit it when the
     block ends and roll it back when the block raises.
 
@@ -147,10 +98,10 @@ def write_transaction(
       transaction only.
     - PostgreSQL: ``TimeZone`` is UTC and ``lock_timeout`` is set, both with
       ``set_config(..., true)`` (``SET LOCAL``): they end with the transaction.
-    - MariaDB: each statement runs as ``SET STATEMENT time_zone = '+00:00'
-      [, innodb_lock_wait_timeout = N] FOR ...``. MySQL: the same session
-      variables are set, then put back when the transaction ends. Lock
-      timeouts are rounded up to whole seconds there.
+    - MySQL/MariaDB: the session's ``time_zone`` is UTC and
+      ``innodb_lock_wait_timeout`` is set for the transaction, then both are
+      put back as they were (a connection that cannot be put back is
+      invalidated). Lock timeouts are rounded up to whole seconds there.
 
     :param lock_timeout: the longest wait for a lock, in seconds; ``None``
         keeps the connection's own setting.
@@ -165,8 +116,8 @@ def write_transaction(
     restore: list[str] = []
     try:
         try:
-            transaction = _begin(connection, dialect, lock_timeout, read_committed, restore)
-            yield transaction
+            _begin(connection, dialect, lock_timeout, read_committed, restore)
+            yield connection
             if dialect.name == "sqlite":
                 connection.exec_driver_sql("COMMIT")
             else:
@@ -200,7 +151,7 @@ def _begin(
     lock_timeout: float | None,
     read_committed: bool,
     restore: list[str],
-) -> WriteTransaction:
+) -> None:
     if dialect.name == "sqlite":
         connection.execution_options(isolation_level="AUTOCOMMIT")
         if lock_timeout is not None:
@@ -208,8 +159,7 @@ def _begin(
             connection.exec_driver_sql(f"PRAGMA busy_timeout = {round(lock_timeout * 1000)}")
             restore.append(f"PRAGMA busy_timeout = {int(previous or 0)}")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-        return WriteTransaction(connection)
-    if dialect.name == "postgresql":
+    elif dialect.name == "postgresql":
         if lock_timeout is None:
             connection.execute(sa.text("SELECT set_config('TimeZone', 'UTC', true)"))
         else:
@@ -221,26 +171,21 @@ def _begin(
                 ),
                 {"ms": f"{max(1, round(lock_timeout * 1000))}ms"},
             )
-        return WriteTransaction(connection)
-    if _is_mysql(dialect):
+    elif _is_mysql(dialect):
         if read_committed:
             # Applies to the next transaction only, which is this one.
             connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        settings = "time_zone = '+00:00'"
+        saved = ["@flask_email_cancel_time_zone = @@SESSION.time_zone"]
+        settings = ["SESSION time_zone = '+00:00'"]
+        back = ["SESSION time_zone = @flask_email_cancel_time_zone"]
         if lock_timeout is not None:
-            settings += f", innodb_lock_wait_timeout = {max(1, math.ceil(lock_timeout))}"
-        if _uses_set_statement(dialect):
-            return WriteTransaction(connection, settings)
-        saved = "@flask_email_cancel_time_zone = @@SESSION.time_zone"
-        back = "SESSION time_zone = @flask_email_cancel_time_zone"
-        if lock_timeout is not None:
-            saved += ", @flask_email_cancel_lock_wait = @@SESSION.innodb_lock_wait_timeout"
-            back += ", SESSION innodb_lock_wait_timeout = @flask_email_cancel_lock_wait"
-        restore.append(f"SET {back}")
-        session = ", ".join(f"SESSION {s}" for s in settings.split(", "))
-        connection.exec_driver_sql(f"SET {saved}, {session}")
-        return WriteTransaction(connection)
-    return WriteTransaction(connection)
+            saved.append("@flask_email_cancel_lock_wait = @@SESSION.innodb_lock_wait_timeout")
+            settings.append(f"SESSION innodb_lock_wait_timeout = {max(1, math.ceil(lock_timeout))}")
+            back.append("SESSION innodb_lock_wait_timeout = @flask_email_cancel_lock_wait")
+        # Put back even when the SET itself fails half-way: the saved values
+        # are assigned first, left to right.
+        restore.append(f"SET {', '.join(back)}")
+        connection.exec_driver_sql(f"SET {', '.join(saved + settings)}")
 
 
 def _rollback(connection: Connection, dialect: Dialect) -> None:
@@ -573,8 +518,8 @@ class SQLAlchemyQueueRepository:
         statement = self.statement_for(engine.dialect)
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                with write_transaction(engine, lock_timeout=self.lock_timeout) as transaction:
-                    return int(transaction.execute(statement, params).rowcount)
+                with write_transaction(engine, lock_timeout=self.lock_timeout) as connection:
+                    return int(connection.execute(statement, params).rowcount)
             except sa.exc.DBAPIError as exc:
                 if attempt == _ATTEMPTS or not _transient(exc, engine.dialect):
                     raise

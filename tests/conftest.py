@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from sqlalchemy.dialects import mysql
 
 from flask_email_cancel import EmailCancel, InMemoryQueueRepository, Principal, TokenHeaderAuth
 
@@ -71,12 +77,119 @@ def later(seconds: float = 3600) -> datetime:
     return NOW + timedelta(seconds=seconds)
 
 
+DATABASES_VARIABLE = "EMAIL_CANCEL_TEST_DATABASES"
+"""Names the databases the SQL tests run on: SQLAlchemy URLs separated by
+whitespace or commas, ``sqlite`` for a temporary SQLite file. Unset: SQLite."""
+
+SERVER_CONNECT_TIMEOUT = 5
+"""Seconds a test engine waits to connect to a database server."""
+
+
+def _database_params() -> list[Any]:
+    urls = re.split(r"[\s,]+", os.environ.get(DATABASES_VARIABLE, "").strip())
+    urls = [url for url in urls if url] or ["sqlite"]
+    seen: Counter[str] = Counter()
+    params = []
+    for url in urls:
+        backend = "sqlite" if url == "sqlite" else sa.make_url(url).get_backend_name()
+        seen[backend] += 1
+        params.append(
+            pytest.param(url, id=backend if seen[backend] == 1 else f"{backend}{seen[backend]}")
+        )
+    return params
+
+
+DATABASES = _database_params()
+
+# Session time zones far from UTC, set on every connection by
+# ``engine_factory(foreign_time_zone=True)``.
+FOREIGN_TIME_ZONE = {
+    "postgresql": "SET TIME ZONE 'Asia/Kolkata'",
+    "mysql": "SET time_zone = '+05:30'",
+}
+
+PRECISE_DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+"""A naive datetime column keeping microseconds on MySQL/MariaDB too."""
+
+
+def backend_of(engine: sa.Engine) -> str:
+    """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB included)."""
+    return "mysql" if engine.dialect.name in ("mysql", "mariadb") else engine.dialect.name
+
+
+def create_test_engine(url: str, *, foreign_time_zone: bool = False, **options: Any) -> sa.Engine:
+    """An engine with the options the docs recommend to hosts: pre-ping and a
+    bounded connect timeout on servers."""
+    backend = sa.make_url(url).get_backend_name()
+    if backend != "sqlite":
+        options.setdefault("pool_pre_ping", True)
+        connect_args = options.setdefault("connect_args", {})
+        connect_args.setdefault("connect_timeout", SERVER_CONNECT_TIMEOUT)
+    engine = sa.create_engine(url, **options)
+    if foreign_time_zone and backend in FOREIGN_TIME_ZONE:
+        statement = FOREIGN_TIME_ZONE[backend]
+
+        @sa.event.listens_for(engine, "connect")
+        def set_time_zone(dbapi_connection: Any, record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(statement)
+            cursor.close()
+            if backend == "postgresql":
+                dbapi_connection.commit()
+
+    return engine
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A database that is named but unreachable fails the run, never skips."""
+    for param in DATABASES:
+        url = param.values[0]
+        if url == "sqlite":
+            continue
+        engine = create_test_engine(url)
+        try:
+            with engine.connect():
+                pass
+        except Exception as exc:
+            raise pytest.UsageError(
+                f"{DATABASES_VARIABLE} names {param.id} database {url}, which is unreachable: {exc}"
+            ) from exc
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database of the test matrix in turn; SQLite is a fresh file."""
+    url: str = request.param
+    return f"sqlite:///{tmp_path}/queue.db" if url == "sqlite" else url
+
+
 @pytest.fixture
-def engine(tmp_path: object) -> Iterator[sa.Engine]:
-    """A database engine for repository tests (a SQLite file)."""
-    engine = sa.create_engine(f"sqlite:///{tmp_path}/queue.db")
-    yield engine
-    engine.dispose()
+def engine_factory(database_url: str) -> Iterator[Callable[..., sa.Engine]]:
+    """Makes more engines on the test's database (other options, session time
+    zones); they are disposed of after the test."""
+    engines: list[sa.Engine] = []
+
+    def make(**options: Any) -> sa.Engine:
+        engines.append(create_test_engine(database_url, **options))
+        return engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(engine_factory: Callable[..., sa.Engine]) -> sa.Engine:
+    """A database engine for repository tests, on each database of the matrix."""
+    return engine_factory()
+
+
+@pytest.fixture
+def backend(engine: sa.Engine) -> str:
+    """The engine's kind of database: ``sqlite``, ``postgresql`` or ``mysql``."""
+    return backend_of(engine)
 
 
 @pytest.fixture

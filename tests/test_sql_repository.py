@@ -37,10 +37,7 @@ def statements(engine: sa.Engine) -> Iterator[list[str]]:
     seen: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        words = statement.split()
-        if [w.upper() for w in words[:2]] == ["SET", "STATEMENT"]:  # MariaDB's scoped settings
-            words = words[[w.upper() for w in words].index("FOR") + 1 :]
-        keyword = words[0].upper()
+        keyword = statement.split()[0].upper()
         # Transaction control and per-transaction settings are not statements
         # of the cancel itself.
         if (
