@@ -12,11 +12,12 @@ from .auth import (
     Principal,
     TokenHeaderAuth,
 )
-from .exceptions import EmailCancelError, MappingError
+from .claim import QueueClaimer
+from .exceptions import EmailCancelError, LockTimeout, MappingError
 from .extension import EmailCancel, EmailCancelState
 from .repository import InMemoryQueueRepository, QueueEntry, QueueRepository
 from .signals import email_request_cancelled
-from .sql import SQLAlchemyQueueRepository
+from .sql import DATABASE_CLOCK, SQLAlchemyQueueRepository
 
 __all__ = [
     "AccessTokenAuth",
@@ -24,12 +25,15 @@ __all__ = [
     "Authenticator",
     "BasicAuth",
     "BearerAuth",
+    "DATABASE_CLOCK",
     "EmailCancel",
     "EmailCancelError",
     "EmailCancelState",
     "InMemoryQueueRepository",
+    "LockTimeout",
     "MappingError",
     "Principal",
+    "QueueClaimer",
     "QueueEntry",
     "QueueRepository",
     "SQLAlchemyQueueRepository",

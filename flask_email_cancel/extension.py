@@ -193,6 +193,11 @@ class EmailCancel:
         app.register_blueprint(create_blueprint(state))
         app.cli.add_command(email_cancel_cli)
         app.extensions[EXTENSION_KEY] = state
+        # A repository may check its tables at start-up (the SQL one warns
+        # when the request-id column has no index).
+        check = getattr(state.repository, "init_app", None)
+        if callable(check):
+            check(app)
 
     def openapi_spec(self, app: Flask) -> dict[str, Any]:
         """The OpenAPI 3.1 document of the API as mounted on ``app``, a new

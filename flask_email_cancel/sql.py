@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DATABASE_CLOCK",
     "SQLAlchemyQueueRepository",
+    "run_write",
     "write_transaction",
 ]
 
@@ -31,6 +32,7 @@ DATABASE_CLOCK: Literal["database"] = "database"
 """Pass as ``clock=`` to compare against the database server's clock."""
 
 _UNSET: Any = object()
+T = TypeVar("T")
 
 #: How many times a statement rolled back by a deadlock or a serialization
 #: failure is run again. Both roll the whole statement back, so a retry can
@@ -198,6 +200,34 @@ def _rollback(connection: Connection, dialect: Dialect) -> None:
     except Exception:
         # The connection is gone or broken: the database rolls back itself.
         connection.invalidate()
+
+
+def run_write(
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    lock_timeout: float | None = None,
+    read_committed: bool = False,
+) -> T:
+    """Call ``work`` with the connection of a :func:`write_transaction` and
+    return what it returns, after the commit.
+
+    A transaction the database chose as a deadlock victim (or failed as not
+    serializable) was rolled back as a whole, so it is run again, up to three
+    times in all; ``work`` must only touch the database.
+
+    :raises LockTimeout: when a lock wait timed out; nothing was changed.
+    """
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with write_transaction(
+                engine, lock_timeout=lock_timeout, read_committed=read_committed
+            ) as connection:
+                return work(connection)
+        except sa.exc.DBAPIError as exc:
+            if attempt == _ATTEMPTS or not _transient(exc, engine.dialect):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class SQLAlchemyQueueRepository:
@@ -516,14 +546,11 @@ class SQLAlchemyQueueRepository:
         engine = self.engine
         params.update(self.clock_parameters(engine.dialect))
         statement = self.statement_for(engine.dialect)
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                with write_transaction(engine, lock_timeout=self.lock_timeout) as connection:
-                    return int(connection.execute(statement, params).rowcount)
-            except sa.exc.DBAPIError as exc:
-                if attempt == _ATTEMPTS or not _transient(exc, engine.dialect):
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def work(connection: Connection) -> int:
+            return int(connection.execute(statement, params).rowcount)
+
+        return run_write(engine, work, lock_timeout=self.lock_timeout)
 
     def index_warning(self) -> str | None:
         """Inspect the database: ``None`` when an index (or the primary key)
