@@ -22,6 +22,7 @@ from .auth import AccessTokenAuth, AnyOf, BasicAuth, BearerAuth, TokenHeaderAuth
 from .exceptions import (
     BodyIdMismatch,
     BodyTooLarge,
+    EntriesBusy,
     MalformedBody,
     MalformedRequestId,
     NoCancellableMessages,
@@ -214,6 +215,17 @@ def _operation(
     not_allowed["headers"] = {
         "Allow": {**text_header, "description": f"The methods served: {method}, OPTIONS."}
     }
+    busy = error(
+        "An entry stayed locked by a sender longer than the repository's lock "
+        "timeout; nothing was cancelled, and a retry is safe.",
+        EntriesBusy,
+    )
+    busy["headers"] = {
+        "Retry-After": {
+            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            "description": "Seconds to wait before retrying.",
+        }
+    }
     return {
         "summary": summary,
         "description": (
@@ -265,6 +277,7 @@ def _operation(
                 "The request body is larger than EMAIL_CANCEL_MAX_BODY_SIZE.", BodyTooLarge
             ),
             "500": error("The server failed; details are logged only.", ServerFailure),
+            "503": busy,
         },
     }
 

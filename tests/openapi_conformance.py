@@ -116,6 +116,8 @@ def check_response(app: Flask, response: TestResponse) -> None:
     documented = operation["responses"][str(response.status_code)].get("headers", {})
     if "Allow" in documented:
         assert response.headers.get("Allow"), "a documented Allow header is missing"
+    if "Retry-After" in documented:
+        assert response.headers.get("Retry-After"), "a documented Retry-After is missing"
     if "WWW-Authenticate" in documented and state.www_authenticate:
         assert response.headers.get("WWW-Authenticate") == state.www_authenticate
 

@@ -20,9 +20,11 @@ from flask_email_cancel import (
     BearerAuth,
     EmailCancel,
     InMemoryQueueRepository,
+    LockTimeout,
     Principal,
     TokenHeaderAuth,
 )
+from flask_email_cancel.exceptions import EntriesBusy
 from flask_email_cancel.openapi import REQUEST_ID_PATTERN, describe_security, require_apispec
 from flask_email_cancel.schemas import MAX_REQUEST_ID
 
@@ -140,7 +142,16 @@ def test_path_parameter_and_schemas(app: Flask) -> None:
         assert parameter["in"] == "path" and parameter["required"] is True
         assert parameter["schema"] == {"type": "string", "pattern": REQUEST_ID_PATTERN}
         assert str(MAX_REQUEST_ID) in parameter["description"]
-        assert set(operation["responses"]) == {"200", "400", "401", "404", "405", "413", "500"}
+        assert set(operation["responses"]) == {
+            "200",
+            "400",
+            "401",
+            "404",
+            "405",
+            "413",
+            "500",
+            "503",
+        }
         assert operation["requestBody"]["required"] is False
     schemas = spec["components"]["schemas"]
     assert schemas["CancelResponse"]["properties"]["request_id"]["type"] == "string"
@@ -213,6 +224,10 @@ def _failing(request_id: int, principal: Principal) -> int:
     raise RuntimeError("the database is down")
 
 
+def _locked(request_id: int, principal: Principal) -> int:
+    raise LockTimeout("a sender holds the entries")
+
+
 AUTH = {"X-VoltMX-Authorization": TOKEN}
 
 # (name, status, id, request keywords, expected message or None)
@@ -273,6 +288,15 @@ def test_server_failure_conforms(route: tuple[str, str]) -> None:
     response = app.test_client().open(template.format(id=BIG_ID), method=method, headers=AUTH)
     assert response.status_code == 500
     assert response.json == {"id": "", "message": "Server failure to process request"}
+
+
+def test_busy_entries_conform(route: tuple[str, str]) -> None:
+    app = make_app(_locked, TokenHeaderAuth({TOKEN: "ops"}))
+    method, template = route
+    response = app.test_client().open(template.format(id=BIG_ID), method=method, headers=AUTH)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    assert response.json == {"id": "", "message": EntriesBusy.description}
 
 
 @pytest.mark.parametrize("name", ["basic", "bearer", "any-of"])
