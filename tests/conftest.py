@@ -16,7 +16,13 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.dialects import mysql
 
-from flask_email_cancel import EmailCancel, InMemoryQueueRepository, Principal, TokenHeaderAuth
+from flask_email_cancel import (
+    EmailCancel,
+    InMemoryQueueRepository,
+    Principal,
+    SQLAlchemyQueueRepository,
+    TokenHeaderAuth,
+)
 
 TOKEN = "t0ken-for-tests"
 TENANT_TOKEN = "t0ken-of-tenant-b"
@@ -204,3 +210,74 @@ def metadata(engine: sa.Engine) -> Iterator[sa.MetaData]:
 def table_name() -> str:
     """A table name unique to this test, so runs never share tables."""
     return f"q_{uuid.uuid4().hex[:12]}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "backends(*names): run only on these kinds of database (sqlite, postgresql, mysql); "
+        "on the others the test is not generated",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (never skip) the database variants a ``backends`` mark excludes."""
+    keep, drop = [], []
+    for item in items:
+        mark = item.get_closest_marker("backends")
+        callspec = getattr(item, "callspec", None)
+        url = callspec.params.get("database_url") if callspec is not None else None
+        if mark is None or url is None:
+            keep.append(item)
+            continue
+        backend = "sqlite" if url == "sqlite" else sa.make_url(url).get_backend_name()
+        backend = "mysql" if backend == "mariadb" else backend
+        (keep if backend in mark.args else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def queue_table(
+    metadata: sa.MetaData,
+    name: str,
+    *,
+    scheduled_type: Any = PRECISE_DATETIME,
+    stamp_type: Any = PRECISE_DATETIME,
+    indexed: bool = True,
+) -> sa.Table:
+    """A host's queue table: a status, a schedule, a cancel stamp, a tenant,
+    and the indexes the docs recommend."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("request_id", sa.BigInteger, nullable=False, index=indexed),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("scheduled_at", scheduled_type, nullable=True),
+        sa.Column("cancelled_at", stamp_type, nullable=True),
+        sa.Column("tenant", sa.String(20)),
+        sa.Index(f"ix_{name}_due", "status", "scheduled_at"),
+    )
+
+
+def queue_repository(engine: Any, table: Any, **options: Any) -> SQLAlchemyQueueRepository:
+    """The repository over :func:`queue_table`: ``pending`` is cancelled."""
+    mapping: dict[str, Any] = {
+        "request_id": "request_id",
+        "scheduled_at": "scheduled_at",
+        "status": "status",
+        "cancellable": ["pending"],
+        "cancelled": "cancelled",
+        "cancelled_at": "cancelled_at",
+    }
+    mapping.update(options)
+    return SQLAlchemyQueueRepository(engine, table, **mapping)
+
+
+@pytest.fixture
+def queue(engine: sa.Engine, metadata: sa.MetaData, table_name: str) -> sa.Table:
+    """A created :func:`queue_table` on the test's database."""
+    table = queue_table(metadata, table_name)
+    metadata.create_all(engine)
+    return table
