@@ -402,7 +402,7 @@ def loopback_only() -> None:
 
 
 def _when(value: datetime | None) -> str:
-    return "As soon as possible" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+    return "As soon as possible" if value is None else value.strftime("%Y-%m-%d %H:%M")
 
 
 def _summary(entries: list[EmailEntry]) -> str:
