@@ -96,6 +96,7 @@ the mail server: not one of Volt MX's, and held for as long as one send takes.""
 CLAIMER_KEY = "email_queue_claimer"
 RECIPIENT_TYPES = ("TO", "CC", "BCC")
 TOKEN_HEADER = "X-VoltMX-Authorization"
+_HERE = os.path.dirname(os.path.abspath(__file__))
 SEEDED_REQUEST = 7131002087805116277
 """The seeded request the start-up ``curl`` cancels: 4 Initial entries two hours ahead."""
 
@@ -161,7 +162,13 @@ def create_app(
     test_config: Mapping[str, Any] | None = None, *, instance_path: str | None = None
 ) -> Flask:
     """The app factory ``flask --app examples/app.py`` finds."""
-    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    # One instance folder however the app is started (python or flask, from
+    # any directory), so that every command sees the same database.
+    app = Flask(
+        __name__,
+        instance_path=instance_path or os.path.join(_HERE, "instance"),
+        instance_relative_config=True,
+    )
     app.config.from_mapping(
         SQLALCHEMY_DATABASE_URI=os.environ.get("EXAMPLE_DATABASE_URL")
         or f"sqlite:///{os.path.join(app.instance_path, 'queue.db')}",
