@@ -28,7 +28,8 @@ class EmailEntry(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[int] = mapped_column(ForeignKey("email_request.id"), index=True)
     recipient: Mapped[str] = mapped_column(String(254))
-    # Initial -> Queued -> Submitted -> Delivered | Failed, or Cancelled.
+    # Volt MX's statuses: Initial until sent, then Submitted, Undelivered,
+    # Rejected or Opened; or Cancelled.
     status: Mapped[str] = mapped_column(String(16), default="Initial")
     scheduled_at: Mapped[datetime | None] = mapped_column(DateTime)  # naive UTC
     updated_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -40,7 +41,7 @@ repository = SQLAlchemyQueueRepository(
     request_id="request_id",
     scheduled_at="scheduled_at",
     status="status",
-    cancellable=["Initial", "Queued"],
+    cancellable=["Initial"],
     cancelled="Cancelled",
     cancelled_at="updated_at",
 )
