@@ -115,7 +115,8 @@ def gunicorn(url: str, table: str, worker_args: list[str], log: Path) -> Iterato
         _wait_until_serving(process, port)
         yield Server(port, process.pid)
     finally:
-        process.send_signal(signal.SIGTERM)
+        # SIGINT is gunicorn's quick shutdown: no request is in flight by now.
+        process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
@@ -203,7 +204,7 @@ def _wrk(
                 "wrk",
                 "--threads=1",
                 f"--connections={connections}",
-                f"--duration={max(1, round(seconds))}s",
+                f"--duration={max(1, round(seconds))}s",  # wrk counts whole seconds
                 "--timeout=10s",
                 "--latency",
                 f"--script={script.name}",
@@ -267,7 +268,8 @@ def _http_kind(ns: Namespace, plan: Plan, log: Path, kind: str, use_wrk: bool) -
             BLUEPRINT_PATH if side == "blueprint" else BARE_PATH,
             next_id[side],
             connections=connections,
-            seconds=plan.http_seconds,
+            # Warm-up runs (rep -1) are half as long.
+            seconds=plan.http_seconds if rep >= 0 else plan.http_seconds / 2,
             requests=per_run,
             token=TOKEN if side == "blueprint" else None,
             use_wrk=use_wrk,
