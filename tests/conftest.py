@@ -125,13 +125,26 @@ def backend_of(engine: sa.Engine) -> str:
 
 def create_test_engine(url: str, *, foreign_time_zone: bool = False, **options: Any) -> sa.Engine:
     """An engine with the options the docs recommend to hosts: pre-ping and a
-    bounded connect timeout on servers."""
+    bounded connect timeout on servers; WAL and a busy timeout on SQLite
+    (``wal=False`` keeps SQLite's rollback journal)."""
     backend = sa.make_url(url).get_backend_name()
+    wal = options.pop("wal", True)
     if backend != "sqlite":
         options.setdefault("pool_pre_ping", True)
         connect_args = options.setdefault("connect_args", {})
         connect_args.setdefault("connect_timeout", SERVER_CONNECT_TIMEOUT)
+    else:
+        options.setdefault("connect_args", {}).setdefault("timeout", 30)
     engine = sa.create_engine(url, **options)
+    if backend == "sqlite" and wal:
+
+        @sa.event.listens_for(engine, "connect")
+        def use_wal(dbapi_connection: Any, record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.close()
+
     if foreign_time_zone and backend in FOREIGN_TIME_ZONE:
         statement = FOREIGN_TIME_ZONE[backend]
 
