@@ -179,12 +179,18 @@ def _request_id_property(body_schema: Schema) -> Callable[..., dict[str, Any]]:
     return request_id_field
 
 
+def _ref(name: str) -> dict[str, str]:
+    # An explicit reference: apispec would look a bare name up in marshmallow's
+    # class registry, where a host's own schema class may bear the same name.
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
 def _error(*exceptions: type[Exception]) -> dict[str, Any]:
     examples = {
         type_.__name__: {"value": {"id": "", "message": type_.description}}  # type: ignore[attr-defined]
         for type_ in exceptions
     }
-    return {"schema": "Error", "examples": examples}
+    return {"schema": _ref("Error"), "examples": examples}
 
 
 def _operation(
@@ -241,7 +247,7 @@ def _operation(
                 "Optional. Any JSON document; a JSON object may repeat the request ID "
                 "as ``id``, which must then match the path."
             ),
-            "content": {json_type: {"schema": "CancelBody"}},
+            "content": {json_type: {"schema": _ref("CancelBody")}},
         },
         **({"security": security} if security else {}),
         "responses": {
@@ -249,7 +255,7 @@ def _operation(
                 "description": "Entries were cancelled.",
                 "content": {
                     json_type: {
-                        "schema": "CancelResponse",
+                        "schema": _ref("CancelResponse"),
                         "example": {
                             "id": "",
                             "message": "Cancelled 4 Email entries of the EmailRequest "
@@ -374,11 +380,11 @@ def build_spec(state: EmailCancelState, *, title: str = "Cancel Email API") -> d
                                     "description": "The methods served: GET, HEAD, OPTIONS.",
                                 }
                             },
-                            "content": {"application/json": {"schema": "Error"}},
+                            "content": {"application/json": {"schema": _ref("Error")}},
                         },
                         "500": {
                             "description": "The server failed; details are logged only.",
-                            "content": {"application/json": {"schema": "Error"}},
+                            "content": {"application/json": {"schema": _ref("Error")}},
                         },
                     },
                 }

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask, Request
 from flask.testing import FlaskClient
+from marshmallow import Schema, fields
 from openapi_spec_validator import validate
 from werkzeug.test import TestResponse
 
@@ -334,3 +335,27 @@ def test_the_check_rejects_what_the_document_does_not_allow(
     app.test_client_class = FlaskClient
     with pytest.raises(Exception):  # noqa: B017 - openapi-core's or an assertion
         check_response(app, _forged(app, status, body, **headers))
+
+
+def test_host_schemas_are_described_whatever_their_names() -> None:
+    class Error(Schema):
+        id = fields.String(dump_default="")
+        message = fields.String(required=True)
+        code = fields.Integer()
+
+    class CancelResponse(Schema):
+        message = fields.String(required=True)
+
+    app = Flask(__name__)
+    EmailCancel(
+        app,
+        repository=InMemoryQueueRepository(),
+        error_schema=Error(),
+        response_schema=CancelResponse(),
+    )
+    spec = EmailCancel.state(app).extension.openapi_spec(app)
+    validate(spec)
+    schemas = spec["components"]["schemas"]
+    assert set(schemas) == {"CancelBody", "CancelResponse", "Error"}
+    assert "code" in schemas["Error"]["properties"]
+    assert set(schemas["CancelResponse"]["properties"]) == {"message"}
