@@ -65,7 +65,7 @@ FIGURES: dict[str, str] = {
     "2": "Table scale: cancel latency in the largest table / in the smallest",
     "3": "Fan-out: one request of many entries, blueprint call / raw UPDATE",
     "4": "HTTP under load (gunicorn): blueprint throughput / bare route throughput",
-    "5": "Memory: worker RSS after the cancel requests / before",
+    "5": "Memory (SQLite and PostgreSQL): worker RSS after the cancel requests / before",
 }
 
 
