@@ -8,7 +8,8 @@ group to the app's CLI:
     and messages as the HTTP API, and sends
     :data:`~flask_email_cancel.email_request_cancelled` like the API does. Exit
     status: 0 when entries were cancelled, 1 when none were, 2 on a malformed
-    id, 3 when the repository failed.
+    id, 3 when the repository failed, 4 when a sender held the entries past
+    the lock timeout (the API's 503: try again later).
 
 ``flask email-cancel check``
     Prints the URL prefix, the routes, the authenticator and the repository
@@ -27,7 +28,13 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .auth import Principal
-from .exceptions import MalformedRequestId, NoCancellableMessages, ServerFailure
+from .exceptions import (
+    EntriesBusy,
+    LockTimeout,
+    MalformedRequestId,
+    NoCancellableMessages,
+    ServerFailure,
+)
 from .schemas import parse_request_id
 from .signals import email_request_cancelled
 from .sql import SQLAlchemyQueueRepository
@@ -38,6 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLI_PRINCIPAL_ID",
+    "EXIT_BUSY",
     "EXIT_FAILURE",
     "EXIT_MALFORMED",
     "EXIT_NOTHING",
@@ -53,6 +61,9 @@ EXIT_MALFORMED = 2
 """Exit status of ``cancel`` for a malformed id (click's own usage errors use 2 too)."""
 EXIT_FAILURE = 3
 """Exit status of ``cancel`` when the repository raised."""
+EXIT_BUSY = 4
+"""Exit status of ``cancel`` when a sender held the entries past the lock
+timeout: nothing was cancelled, and trying again later may succeed."""
 
 CLI_PRINCIPAL_ID = "cli"
 """The :attr:`Principal.id <flask_email_cancel.Principal.id>` of cancels made
@@ -95,6 +106,9 @@ def cancel_command(request_id: str, tenant: str | None) -> None:
     principal = Principal(id=CLI_PRINCIPAL_ID, tenant=tenant)
     try:
         count = state.cancel(parsed, principal)
+    except LockTimeout:
+        click.echo(EntriesBusy.description, err=True)
+        raise click.exceptions.Exit(EXIT_BUSY) from None
     except Exception as exc:
         current_app.logger.exception("email cancel failed for request %s from the CLI", parsed)
         click.echo(f"{ServerFailure.description}: {type(exc).__name__}: {exc}", err=True)

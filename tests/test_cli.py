@@ -21,7 +21,14 @@ from flask_email_cancel import (
     TokenHeaderAuth,
     email_request_cancelled,
 )
-from flask_email_cancel.cli import EXIT_FAILURE, EXIT_MALFORMED, EXIT_NOTHING, EXIT_OK
+from flask_email_cancel.cli import (
+    EXIT_BUSY,
+    EXIT_FAILURE,
+    EXIT_MALFORMED,
+    EXIT_NOTHING,
+    EXIT_OK,
+)
+from flask_email_cancel.exceptions import LockTimeout
 
 BIG_ID = 7131002087805116277
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -244,6 +251,18 @@ def test_cancel_reports_a_repository_failure(engine, queue_table, caplog):  # ty
     assert result.output.startswith("Server failure to process request: OperationalError: ")
     assert "no such table" in result.output
     assert "email cancel failed for request" in caplog.text
+
+
+def test_cancel_reports_entries_held_by_a_sender(signals: list[dict[str, Any]]) -> None:
+    def held(request_id: int, principal: Principal) -> int:
+        raise LockTimeout("a sender holds the entries")
+
+    app = Flask(__name__)
+    EmailCancel(app, repository=held, authenticator=lambda request: None)
+    result = app.test_cli_runner().invoke(args=["email-cancel", "cancel", str(BIG_ID)])
+    assert result.exit_code == EXIT_BUSY
+    assert result.output == "Email entries of this request are being sent; try again later\n"
+    assert signals == []
 
 
 def test_check_prints_the_configuration(runner, queue, queue_table):  # type: ignore[no-untyped-def]
