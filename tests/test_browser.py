@@ -38,12 +38,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-# Playwright's own browser builds are never used: they would be downloaded.
-os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
 
 
 def chromium_path() -> str | None:
-    """Debian's Chromium (or one named by ``EMAIL_CANCEL_CHROMIUM``), if any."""
+    """Debian's Chromium (or one named by ``EMAIL_CANCEL_CHROMIUM``), if any.
+    Playwright's own browser builds are never used: they would be downloaded."""
     named = os.environ.get("EMAIL_CANCEL_CHROMIUM")
     if named:
         return named if os.access(named, os.X_OK) else None
@@ -107,8 +106,10 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Flask]]:
 
 @pytest.fixture
 def browser(chromium: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Generous waits: CI machines are small and run other tests alongside.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
