@@ -316,6 +316,10 @@ def test_running_the_example_prints_a_working_curl(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # Never hang the suite: a server that does not come up is killed, which
+    # ends the read below.
+    watchdog = threading.Timer(60, process.kill)
+    watchdog.start()
     try:
         assert process.stdout is not None
         printed = []
@@ -340,6 +344,7 @@ def test_running_the_example_prints_a_working_curl(tmp_path: Path) -> None:
         assert again.value.code == 400
         again.value.close()
     finally:
+        watchdog.cancel()
         process.terminate()
         process.wait(timeout=10)
         if process.stdout is not None:
