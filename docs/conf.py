@@ -12,7 +12,6 @@ version = ".".join(release.split(".")[:2])
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
 ]
 
@@ -24,7 +23,6 @@ autodoc_typehints = "both"
 autodoc_typehints_description_target = "documented_params"
 autodoc_preserve_defaults = True
 autodoc_default_options = {"members": True}
-napoleon_google_docstring = False
 
 html_theme = "furo"
 html_title = f"flask-email-cancel {release}"

@@ -49,9 +49,9 @@ OPENAPI_VERSION = "3.1.0"
 """The OpenAPI version of the generated document."""
 
 REQUEST_ID_PATTERN = r"^0*[1-9][0-9]{0,18}$"
-"""Decimal digits naming a number from 1 to at most 19 digits (leading zeros
-allowed). A pattern cannot bound the value itself: numbers above 2**63-1 match
-it and are answered 400 like any other malformed id."""
+"""The path id's pattern: a positive number of at most 19 decimal digits,
+leading zeros allowed. A pattern cannot bound the value itself: numbers above
+2**63-1 match it and are answered 400 like any other malformed id."""
 
 _ID_RANGE = f"from 1 to {MAX_REQUEST_ID} (2**63-1, a Java long)"
 
