@@ -75,3 +75,22 @@ def test_every_public_name_has_a_docstring(module: ModuleType, name: str) -> Non
 def _submodules() -> list[str]:
     package = Path(flask_email_cancel.__file__).parent
     return [f"flask_email_cancel.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__"]
+
+
+def test_the_http_reference_quotes_the_library_verbatim() -> None:
+    from flask_email_cancel import exceptions
+
+    text = (DOCS / "http.rst").read_text(encoding="utf-8")
+    quoted = set(re.findall(r'\{"id": "", "message": "([^"]*)"', text))
+    answered = {
+        cls.description
+        for cls in vars(exceptions).values()
+        if inspect.isclass(cls)
+        and issubclass(cls, exceptions.EmailCancelError)
+        and isinstance(getattr(cls, "description", None), str)
+    }
+    success = re.compile(r"^Cancelled \d+ Email entries of the EmailRequest with ID : \d+$")
+    # OPTIONS answers an empty message.
+    assert {m for m in quoted if not success.match(m)} <= answered | {""}
+    # Every answer the API gives is quoted.
+    assert answered <= quoted
