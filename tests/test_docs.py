@@ -33,9 +33,14 @@ def _directive_targets() -> set[str]:
     return found
 
 
+def _submodule_names() -> list[str]:
+    package = Path(flask_email_cancel.__file__).parent
+    return sorted({p.stem for p in package.glob("*.py")} - {"__init__", *WHOLE})
+
+
 def _public() -> list[tuple[ModuleType, str]]:
     names = [(flask_email_cancel, name) for name in flask_email_cancel.__all__]
-    for module_name in WHOLE:
+    for module_name in (*WHOLE, *_submodule_names()):
         module = importlib.import_module(f"flask_email_cancel.{module_name}")
         names += [(module, name) for name in module.__all__]
     return names
@@ -70,6 +75,14 @@ def test_every_public_name_has_a_docstring(module: ModuleType, name: str) -> Non
             if ("", name) in docs:
                 return
     pytest.fail(f"{module.__name__}.{name} has no docstring")
+
+
+def test_every_submodule_name_is_in_the_reference() -> None:
+    targets = _directive_targets()
+    for module_name in _submodule_names():
+        module = importlib.import_module(f"flask_email_cancel.{module_name}")
+        for name in module.__all__:
+            assert name in targets, f"flask_email_cancel.{module_name}.{name} is not in api.rst"
 
 
 def _submodules() -> list[str]:
