@@ -27,7 +27,8 @@ cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-.venv/bin/python}"
 EXTRA_ARGS=("$@")
-SCHEMATHESIS="$(dirname "$PYTHON")/schemathesis"
+SCHEMATHESIS="$(cd "$(dirname "$PYTHON")" && pwd)/schemathesis"
+root="$(pwd)"
 work="$(mktemp -d)"
 server_pid=""
 cleanup() {
@@ -83,7 +84,9 @@ run() {
     local label="$1"
     shift
     echo "=== schemathesis: $label ==="
-    "$SCHEMATHESIS" --config-file scripts/schemathesis.toml run "$work/openapi.json" \
+    # Run from the scratch folder, where schemathesis keeps its own cache.
+    (cd "$work" && "$SCHEMATHESIS" --config-file "$root/scripts/schemathesis.toml" \
+        run "$work/openapi.json" \
         --url "$base" \
         --checks all \
         --phases examples,coverage,fuzzing \
@@ -92,7 +95,7 @@ run() {
         --request-timeout 10 \
         --workers 2 \
         --no-color \
-        "$@" || status=$?
+        "$@") || status=$?
 }
 
 # With valid credentials first: the examples phase cancels the seeded request,
