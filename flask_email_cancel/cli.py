@@ -35,8 +35,8 @@ from .exceptions import (
     NoCancellableMessages,
     ServerFailure,
 )
-from .schemas import parse_request_id
-from .signals import email_request_cancelled
+from .schemas import cancelled_message, parse_request_id
+from .signals import notify_cancelled
 from .sql import SQLAlchemyQueueRepository
 from .views import BLUEPRINT_NAME
 
@@ -116,23 +116,8 @@ def cancel_command(request_id: str, tenant: str | None) -> None:
     if count <= 0:
         click.echo(NoCancellableMessages.description, err=True)
         raise click.exceptions.Exit(EXIT_NOTHING)
-    _notify(parsed, count, principal)
-    click.echo(f"Cancelled {count} Email entries of the EmailRequest with ID : {parsed}")
-
-
-def _notify(request_id: int, count: int, principal: Principal) -> None:
-    try:
-        email_request_cancelled.send(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            request_id=request_id,
-            count=count,
-            principal=principal,
-        )
-    except Exception:
-        # The cancel has committed; a failing receiver must not report it as failed.
-        current_app.logger.exception(
-            "a receiver of email_request_cancelled failed for request %s", request_id
-        )
+    notify_cancelled(current_app._get_current_object(), parsed, count, principal)  # type: ignore[attr-defined]
+    click.echo(cancelled_message(count, parsed))
 
 
 @email_cancel_cli.command("check")

@@ -18,6 +18,7 @@ __all__ = [
     "CancelResponseSchema",
     "ErrorSchema",
     "RequestIdField",
+    "cancelled_message",
     "parse_request_id",
 ]
 
@@ -25,6 +26,11 @@ MAX_REQUEST_ID = 2**63 - 1
 """The largest email request id: a Java ``long``, as Volt MX stores it."""
 
 _MAX_DIGITS = len(str(MAX_REQUEST_ID))
+
+
+def cancelled_message(count: int, request_id: int) -> str:
+    """The spec's success message, word for word."""
+    return f"Cancelled {count} Email entries of the EmailRequest with ID : {request_id}"
 
 
 def parse_request_id(text: str) -> int | None:

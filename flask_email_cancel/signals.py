@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from blinker import Namespace
 
-__all__ = ["email_request_cancelled"]
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .auth import Principal
+
+__all__ = ["email_request_cancelled", "notify_cancelled"]
 
 _signals = Namespace()
 
@@ -16,3 +23,20 @@ email_request_cancelled = _signals.signal(
     and ``principal`` (the :class:`~flask_email_cancel.Principal` who asked).
     Not sent when nothing was cancelled.""",
 )
+
+
+def notify_cancelled(app: Flask, request_id: int, count: int, principal: Principal) -> None:
+    """Send :data:`email_request_cancelled` for a committed cancel.
+
+    A failing receiver is logged on ``app.logger`` and otherwise ignored: the
+    cancel has committed, and reporting it as failed would invite a retry
+    answered with "No cancellable messages found".
+    """
+    if not email_request_cancelled.receivers:
+        return
+    try:
+        email_request_cancelled.send(app, request_id=request_id, count=count, principal=principal)
+    except Exception:
+        app.logger.exception(
+            "a receiver of email_request_cancelled failed for request %s", request_id
+        )

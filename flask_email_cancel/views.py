@@ -32,8 +32,8 @@ from .exceptions import (
     UnknownPath,
     UnsupportedMethod,
 )
-from .schemas import load_body, parse_request_id
-from .signals import email_request_cancelled
+from .schemas import cancelled_message, load_body, parse_request_id
+from .signals import notify_cancelled
 
 if TYPE_CHECKING:
     from .extension import EmailCancelState
@@ -107,8 +107,8 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
             raise EntriesBusy() from None
         if count <= 0:
             raise NoCancellableMessages()
-        _notify(request_id, count, principal)
-        message = f"Cancelled {count} Email entries of the EmailRequest with ID : {request_id}"
+        notify_cancelled(current_app._get_current_object(), request_id, count, principal)  # type: ignore[attr-defined]
+        message = cancelled_message(count, request_id)
         document = {"id": "", "message": message, "request_id": request_id, "count": count}
         return _json(response_schema.dump(document), 200)
 
@@ -192,21 +192,3 @@ def _body_request_id(state: EmailCancelState) -> int | None:
         return load_body(state.body_schema, document)
     except ValidationError:
         raise BodyIdMismatch() from None
-
-
-def _notify(request_id: int, count: int, principal: Any) -> None:
-    if not email_request_cancelled.receivers:
-        return
-    try:
-        email_request_cancelled.send(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            request_id=request_id,
-            count=count,
-            principal=principal,
-        )
-    except Exception:
-        # The cancel has committed: a failing receiver must not turn it into a
-        # 500 that invites a retry answered with "No cancellable messages".
-        current_app.logger.exception(
-            "a receiver of email_request_cancelled failed for request %s", request_id
-        )
