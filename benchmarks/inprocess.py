@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from .databases import (
     naive_utc_now,
     queue_table,
 )
-from .measure import Comparison, Row, alternate, timed
+from .measure import Comparison, Row, alternate, interleaved, timed
 
 __all__ = ["TOKEN", "Plan", "fan_out", "make_app", "overhead", "receiver", "table_scale"]
 
@@ -149,13 +150,22 @@ def overhead(ns: Namespace, plan: Plan) -> Row:
     bare = Requests(client, "/bare/{}/cancel", 1 + per_side, {})
     batch = plan.overhead_batch
     with one_receiver():
-        timed(blueprint, batch)  # warm-up: caches, pools, compiled statements
-        timed(bare, batch)
-        a, b = alternate(
-            plan.repetitions, [lambda _: timed(blueprint, batch), lambda _: timed(bare, batch)]
-        )
-    comparison = Comparison(a, b)
-    details = f"{batch} requests per repetition per side, 4 entries each"
+        # The warm-up (caches, pool, compiled statements) also counts what each
+        # side sends to the database; the timed batches run without listeners.
+        with round_trips(engine) as sent:
+            timed(blueprint, batch)
+            blueprint_sent = sent.copy()
+            timed(bare, batch)
+        bare_sent = sent - blueprint_sent
+        comparison = Comparison()
+        for _ in range(plan.repetitions):
+            comparison.add(*interleaved([blueprint, bare], batch))
+    details = (
+        f"median of {batch} interleaved requests per repetition per side, 4 entries each; "
+        "per request, "
+        f"statements + DBAPI commits: blueprint {_per(blueprint_sent, batch)}, "
+        f"bare {_per(bare_sent, batch)}"
+    )
     if blueprint.unexpected or bare.unexpected:
         details += f"; UNEXPECTED non-200: {blueprint.unexpected} / {bare.unexpected}"
     return _row(
@@ -167,6 +177,30 @@ def overhead(ns: Namespace, plan: Plan) -> Row:
         target=1.15,
         details=details,
     )
+
+
+@contextmanager
+def round_trips(engine: sa.Engine) -> Iterator[Counter[str]]:
+    """Count the statements and the DBAPI commits ``engine`` sends."""
+    sent: Counter[str] = Counter()
+
+    def statement(*args: Any) -> None:
+        sent["statements"] += 1
+
+    def commit(*args: Any) -> None:
+        sent["commits"] += 1
+
+    sa.event.listen(engine, "before_cursor_execute", statement)
+    sa.event.listen(engine, "commit", commit)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", statement)
+        sa.event.remove(engine, "commit", commit)
+
+
+def _per(sent: Counter[str], requests: int) -> str:
+    return f"{sent['statements'] / requests:g} + {sent['commits'] / requests:g}"
 
 
 def table_scale(ns: Namespace, plan: Plan) -> Row:
@@ -184,10 +218,12 @@ def table_scale(ns: Namespace, plan: Plan) -> Row:
             background(conn, table, size - target_rows)
             fill(conn, table, first_id=1, count=target_rows, first_request=1, per_request=10)
             index(conn, table)
-        cancels.append(_repository_cancels(repository(engine, table), batch))
-    for cancel in cancels:
-        cancel(-1)  # warm-up
-    results = alternate(plan.repetitions, cancels)
+        cancels.append(_repository_cancels(repository(engine, table)))
+    interleaved(cancels, batch)  # warm-up
+    results: list[list[float]] = [[] for _ in cancels]
+    for _ in range(plan.repetitions):
+        for i, seconds in enumerate(interleaved(cancels, batch)):
+            results[i].append(seconds)
     comparison = Comparison(results[-1], results[0])
     middle = ", ".join(
         f"10^{len(str(size)) - 1}: {_us(_median(r))}"
@@ -200,26 +236,23 @@ def table_scale(ns: Namespace, plan: Plan) -> Row:
         (f"{_power(plan.scale_sizes[-1])} rows", _us(comparison.a_median)),
         (f"{_power(plan.scale_sizes[0])} rows", _us(comparison.b_median)),
         target=1.5,
-        details=f"repository.cancel of a 10-entry request, {batch} per repetition; {middle}",
+        details=(
+            f"repository.cancel of a 10-entry request, median of {batch} interleaved "
+            f"per table per repetition; {middle}"
+        ),
     )
 
 
-def _repository_cancels(repo: SQLAlchemyQueueRepository, batch: int) -> Callable[[int], float]:
+def _repository_cancels(repo: SQLAlchemyQueueRepository) -> Callable[[], None]:
     ids = itertools.count(1)
-    unexpected: list[int] = []
 
     def cancel() -> None:
         request_id = next(ids)
-        if repo.cancel(request_id, PRINCIPAL) != 10:
-            unexpected.append(request_id)
+        count = repo.cancel(request_id, PRINCIPAL)
+        if count != 10:
+            raise RuntimeError(f"request {request_id} cancelled {count} entries, not 10")
 
-    def measure(rep: int) -> float:
-        seconds = timed(cancel, batch)
-        if unexpected:
-            raise RuntimeError(f"requests {unexpected[:5]} did not cancel 10 entries")
-        return seconds
-
-    return measure
+    return cancel
 
 
 def fan_out(ns: Namespace, plan: Plan) -> Row:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Comparison", "Row", "alternate", "timed"]
+__all__ = ["Comparison", "Row", "alternate", "interleaved", "timed"]
 
 
 @dataclass
@@ -58,6 +58,26 @@ def timed(action: Callable[[], object], count: int) -> float:
     for _ in range(count):
         action()
     return (time.perf_counter() - start) / count
+
+
+def interleaved(actions: Sequence[Callable[[], object]], rounds: int) -> list[float]:
+    """Time each action once per round, in an order that rotates from one
+    round to the next, and return each action's median seconds per call.
+
+    Interleaving call by call puts a burst of load from another process on
+    every action alike, and the median leaves out the calls it hit hardest.
+    """
+    gc.collect()
+    times: list[list[float]] = [[] for _ in actions]
+    clock = time.perf_counter
+    n = len(actions)
+    for round_ in range(rounds):
+        for k in range(n):
+            i = (round_ + k) % n
+            start = clock()
+            actions[i]()
+            times[i].append(clock() - start)
+    return [statistics.median(t) for t in times]
 
 
 def alternate(repetitions: int, measures: Sequence[Callable[[int], float]]) -> list[list[float]]:
