@@ -255,13 +255,15 @@ class AnyOf:
     def __init__(self, *authenticators: AuthenticatorLike) -> None:
         if not authenticators:
             raise ValueError("AnyOf needs at least one authenticator")
-        self._authenticators = [as_callable(a) for a in authenticators]
+        #: The authenticators, in the order they are tried.
+        self.authenticators: tuple[AuthenticatorLike, ...] = authenticators
+        self._authenticate = [as_callable(a) for a in authenticators]
         challenges = [getattr(a, "www_authenticate", None) for a in authenticators]
         self.www_authenticate = ", ".join(c for c in challenges if c) or None
 
     def authenticate(self, request: Request) -> Principal | None:
         """Return the first principal any authenticator finds, else ``None``."""
-        for authenticate in self._authenticators:
+        for authenticate in self._authenticate:
             principal = authenticate(request)
             if principal is not None:
                 return principal

@@ -19,6 +19,7 @@ from werkzeug.exceptions import (
 
 __all__ = [
     "BodyIdMismatch",
+    "BodyTooLarge",
     "EmailCancelError",
     "EntriesBusy",
     "LockTimeout",
@@ -30,7 +31,6 @@ __all__ = [
     "UnauthorizedRequest",
     "UnknownPath",
     "UnsupportedMethod",
-    "BodyTooLarge",
 ]
 
 

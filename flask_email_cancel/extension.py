@@ -37,17 +37,29 @@ class EmailCancelState:
     """What :meth:`EmailCancel.init_app` configured for one app, kept in
     ``app.extensions["email_cancel"]``."""
 
+    #: The extension object that registered this state.
     extension: EmailCancel
+    #: Where the routes are mounted, without a trailing slash.
     url_prefix: str
+    #: The repository as given.
     repository: QueueRepositoryLike
+    #: The authenticator as given; ``None`` when every request is denied.
     authenticator: AuthenticatorLike | None
+    #: ``repository``'s ``cancel``, or the repository itself when a callable.
     cancel: Callable[[int, Principal], int]
+    #: ``authenticator``'s ``authenticate``, or a function denying everyone.
     authenticate: Callable[[Request], Principal | None]
+    #: The ``WWW-Authenticate`` value sent with 401s, if the scheme has one.
     www_authenticate: str | None
+    #: The largest request body read, in bytes.
     max_body_size: int
+    #: Dumps the 200 body.
     response_schema: Schema
+    #: Dumps every error body.
     error_schema: Schema
+    #: Loads the optional request body.
     body_schema: Schema
+    #: Where the OpenAPI document is served under the prefix; ``None``: not served.
     openapi_url: str | None = None
 
 
@@ -101,6 +113,8 @@ class EmailCancel:
         ``EMAIL_CANCEL_URL_PREFIX``.
     :param max_body_size: the largest request body read, in bytes; overrides
         ``EMAIL_CANCEL_MAX_BODY_SIZE``.
+    :param openapi_url: serve the OpenAPI document at this path under the
+        prefix; overrides ``EMAIL_CANCEL_OPENAPI_URL``.
     :param response_schema: replaces :class:`~flask_email_cancel.schemas.CancelResponseSchema`.
     :param error_schema: replaces :class:`~flask_email_cancel.schemas.ErrorSchema`.
     """
@@ -113,6 +127,7 @@ class EmailCancel:
         authenticator: AuthenticatorLike | None = None,
         url_prefix: str | None = None,
         max_body_size: int | None = None,
+        openapi_url: str | None = None,
         response_schema: Schema | None = None,
         error_schema: Schema | None = None,
     ) -> None:
@@ -121,6 +136,7 @@ class EmailCancel:
             "authenticator": authenticator,
             "url_prefix": url_prefix,
             "max_body_size": max_body_size,
+            "openapi_url": openapi_url,
             "response_schema": response_schema,
             "error_schema": error_schema,
         }
@@ -135,6 +151,7 @@ class EmailCancel:
         authenticator: AuthenticatorLike | None = None,
         url_prefix: str | None = None,
         max_body_size: int | None = None,
+        openapi_url: str | None = None,
         response_schema: Schema | None = None,
         error_schema: Schema | None = None,
     ) -> None:
@@ -152,12 +169,18 @@ class EmailCancel:
             "authenticator": authenticator,
             "url_prefix": url_prefix,
             "max_body_size": max_body_size,
+            "openapi_url": openapi_url,
             "response_schema": response_schema,
             "error_schema": error_schema,
         }
         options = {k: v if v is not None else self._options[k] for k, v in given.items()}
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
+
+        def setting(name: str) -> Any:
+            # A keyword wins over the app's config key of the same name.
+            value = options[name]
+            return value if value is not None else app.config[f"EMAIL_CANCEL_{name.upper()}"]
 
         if options["repository"] is None:
             raise TypeError("EmailCancel needs repository=, the queue repository that cancels")
@@ -167,28 +190,19 @@ class EmailCancel:
                 "flask-email-cancel: no authenticator configured; "
                 "every cancel request will be answered 401"
             )
-        prefix = _prefix(
-            options["url_prefix"]
-            if options["url_prefix"] is not None
-            else app.config["EMAIL_CANCEL_URL_PREFIX"]
-        )
         state = EmailCancelState(
             extension=self,
-            url_prefix=prefix,
+            url_prefix=_prefix(setting("url_prefix")),
             repository=options["repository"],
             authenticator=authenticator_,
             cancel=repository_callable(options["repository"]),
             authenticate=authenticator_callable(authenticator_) if authenticator_ else deny_all,
             www_authenticate=getattr(authenticator_, "www_authenticate", None),
-            max_body_size=_size(
-                options["max_body_size"]
-                if options["max_body_size"] is not None
-                else app.config["EMAIL_CANCEL_MAX_BODY_SIZE"]
-            ),
+            max_body_size=_size(setting("max_body_size")),
             response_schema=options["response_schema"] or CancelResponseSchema(),
             error_schema=options["error_schema"] or ErrorSchema(),
             body_schema=CancelBodySchema(),
-            openapi_url=_openapi_url(app.config["EMAIL_CANCEL_OPENAPI_URL"]),
+            openapi_url=_openapi_url(setting("openapi_url")),
         )
         app.register_blueprint(create_blueprint(state))
         app.cli.add_command(email_cancel_cli)

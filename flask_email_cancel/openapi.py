@@ -107,7 +107,7 @@ def describe_security(authenticator: Any) -> SecurityDescription:
     def visit(auth: Any) -> None:
         auth = _unwrap(auth)
         if isinstance(auth, AnyOf):
-            for member in getattr(auth, "_authenticators", ()):
+            for member in getattr(auth, "authenticators", ()):
                 visit(member)
         elif isinstance(auth, TokenHeaderAuth):
             scheme = {"type": "apiKey", "in": "header", "name": auth.header}

@@ -71,11 +71,17 @@ def as_callable(repository: QueueRepositoryLike) -> Callable[[int, Principal], i
 class QueueEntry:
     """One recipient entry held by :class:`InMemoryQueueRepository`."""
 
+    #: The entry's own id, given in order of :meth:`InMemoryQueueRepository.add`.
     id: int
+    #: The email request the entry belongs to.
     request_id: int
+    #: When it is to be sent (aware); ``None``: as soon as possible.
     scheduled_at: datetime | None
+    #: Its status; one of the repository's ``cancellable`` while pending.
     status: Hashable = "pending"
+    #: The tenant that owns it, if any.
     tenant: str | None = None
+    #: When it was cancelled, once it was.
     cancelled_at: datetime | None = None
 
 

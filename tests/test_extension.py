@@ -115,3 +115,13 @@ def test_repository_object_is_used_through_its_cancel_method():
     client = app.test_client()
     assert client.post("/api/v1/email/9/cancel").get_json()["count"] == 3
     assert client.post("/api/v1/email/8/cancel").status_code == 400
+
+
+def test_openapi_url_keyword_wins_over_config():
+    app = Flask(__name__)
+    app.config["EMAIL_CANCEL_OPENAPI_URL"] = "/from-config.json"
+    EmailCancel(app, repository=lambda r, p: 0, authenticator=allow, openapi_url="/spec.json")
+    client = app.test_client()
+    assert client.get("/api/v1/email/spec.json").get_json()["openapi"].startswith("3.1")
+    # Not the document: the DELETE route's "id", which answers GET with 405.
+    assert client.get("/api/v1/email/from-config.json").status_code == 405
