@@ -90,6 +90,10 @@ whitespace or commas, ``sqlite`` for a temporary SQLite file. Unset: SQLite."""
 SERVER_CONNECT_TIMEOUT = 5
 """Seconds a test engine waits to connect to a database server."""
 
+SERVER_READ_TIMEOUT = 120
+"""Seconds a MySQL test engine waits for any answer: longer than every lock
+timeout the tests set."""
+
 
 def _database_params() -> list[Any]:
     urls = re.split(r"[\s,]+", os.environ.get(DATABASES_VARIABLE, "").strip())
@@ -133,6 +137,10 @@ def create_test_engine(url: str, *, foreign_time_zone: bool = False, **options: 
         options.setdefault("pool_pre_ping", True)
         connect_args = options.setdefault("connect_args", {})
         connect_args.setdefault("connect_timeout", SERVER_CONNECT_TIMEOUT)
+        if backend in ("mysql", "mariadb"):
+            # PyMySQL's connect_timeout does not cover the server's greeting.
+            connect_args.setdefault("read_timeout", SERVER_READ_TIMEOUT)
+            connect_args.setdefault("write_timeout", SERVER_READ_TIMEOUT)
     else:
         options.setdefault("connect_args", {}).setdefault("timeout", 30)
     engine = sa.create_engine(url, **options)
@@ -294,3 +302,22 @@ def queue(engine: sa.Engine, metadata: sa.MetaData, table_name: str) -> sa.Table
     table = queue_table(metadata, table_name)
     metadata.create_all(engine)
     return table
+
+
+def hold_row_lock(engine: sa.Engine, table: sa.Table, entry_id: int) -> sa.Connection:
+    """A sender mid-send: its claim of one entry is written but not committed."""
+    if backend_of(engine) == "sqlite":
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn = engine.connect()
+    conn.execute(sa.update(table).where(table.c.id == entry_id).values(status="sending"))
+    return conn
+
+
+def finish_held(conn: sa.Connection) -> None:
+    if backend_of(conn.engine) == "sqlite":
+        conn.exec_driver_sql("COMMIT")
+    else:
+        conn.commit()
+    conn.close()

@@ -27,7 +27,8 @@ from .conftest import (
     PRECISE_DATETIME,
     SERVER_CONNECT_TIMEOUT,
     TOKEN,
-    backend_of,
+    finish_held,
+    hold_row_lock,
     queue_repository,
     queue_table,
 )
@@ -249,25 +250,6 @@ def test_count_is_exact_whatever_the_mysql_client_flags(
     after = snapshot(engine, queue)
     assert sorted(i for i in before if before[i] != after[i]) == [1, 2, 3]
     assert repo.cancel(REQUEST, OPS) == 0
-
-
-def hold_row_lock(engine: sa.Engine, table: sa.Table, entry_id: int) -> sa.Connection:
-    """A sender mid-send: its claim of one entry is written but not committed."""
-    if backend_of(engine) == "sqlite":
-        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        conn = engine.connect()
-    conn.execute(sa.update(table).where(table.c.id == entry_id).values(status="sending"))
-    return conn
-
-
-def finish_held(conn: sa.Connection) -> None:
-    if backend_of(conn.engine) == "sqlite":
-        conn.exec_driver_sql("COMMIT")
-    else:
-        conn.commit()
-    conn.close()
 
 
 @pytest.mark.slow
