@@ -51,9 +51,9 @@ class QueueClaimer:
       LOCKED``, then ``UPDATE ... SET status = :sending WHERE id IN (:ids)
       AND status IN (:cancellable...)``, then the rows are read back.
 
-    Rows locked by another claimer or by a cancel are skipped, never waited
-    for. After sending, :meth:`finish` writes the outcome only where the entry
-    is still ``sending``.
+    Entries of every tenant are claimed. Rows locked by another claimer or by
+    a cancel are skipped, never waited for. After sending, :meth:`finish`
+    writes the outcome only where the entry is still ``sending``.
 
     :param repository: the repository whose table and mapping to use; it must
         map a ``status`` column. Its clock (Python or database) decides what
@@ -134,10 +134,8 @@ class QueueClaimer:
             flip = sa.update(table).values({self.status: self.sending})
             pending = self.repository.pending_criteria
             if self._one_statement(dialect):
-                statement = (
-                    flip.where(self.key.in_(due.scalar_subquery()), *pending)
-                    .returning(*table.c)
-                    .execution_options(synchronize_session=False)
+                statement = flip.where(self.key.in_(due.scalar_subquery()), *pending).returning(
+                    *table.c
                 )
             else:
                 ids = sa.bindparam("ec_ids", expanding=True, type_=self.key.type)

@@ -378,3 +378,53 @@ def test_start_up_survives_a_table_not_created_yet(engine, metadata, table_name,
             authenticator=TokenHeaderAuth({TOKEN: OPS}),
         )
     assert [r.levelno for r in caplog.records if "index" in r.getMessage()] == [logging.DEBUG]
+
+
+SESSION_SETTINGS = {
+    "sqlite": "PRAGMA busy_timeout",
+    "postgresql": "SELECT current_setting('TimeZone'), current_setting('lock_timeout')",
+    "mysql": "SELECT @@SESSION.time_zone, @@SESSION.innodb_lock_wait_timeout",
+}
+
+
+def test_settings_end_with_the_cancel_and_never_reach_the_hosts_connections(
+    engine, engine_factory, backend, queue, clock
+):
+    host_engine = engine_factory(foreign_time_zone=True, pool_size=1, max_overflow=0)
+    with host_engine.connect() as conn:
+        before = tuple(conn.exec_driver_sql(SESSION_SETTINGS[backend]).one())
+    insert(
+        engine,
+        queue,
+        [
+            {
+                "id": 1,
+                "request_id": REQUEST,
+                "scheduled_at": stored(NOW + timedelta(hours=1), PRECISE_DATETIME),
+            }
+        ],
+    )
+    repo = queue_repository(host_engine, queue, clock=clock, lock_timeout=3)
+
+    assert repo.cancel(REQUEST, OPS) == 1
+
+    # The pool's one connection, as the host's next checkout sees it.
+    with host_engine.connect() as conn:
+        after = tuple(conn.exec_driver_sql(SESSION_SETTINGS[backend]).one())
+    assert after == before
+    assert "UTC" not in str(before) and "+00:00" not in str(before)
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_takes_the_write_lock_before_reading(engine, queue, clock):
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()[:2]).upper())
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        queue_repository(engine, queue, clock=clock).cancel(REQUEST, OPS)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert seen == ["BEGIN IMMEDIATE", f"UPDATE {queue.name.upper()}", "COMMIT"]
