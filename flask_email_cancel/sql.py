@@ -154,6 +154,11 @@ def _begin(
     read_committed: bool,
     restore: list[str],
 ) -> None:
+    if dialect.name != "sqlite" and _in_autocommit(connection):
+        # An engine in autocommit mode would end the transaction after each
+        # statement, and with it the settings and locks below. The pool puts
+        # the engine's own level back when the connection is returned.
+        connection.execution_options(isolation_level=connection.default_isolation_level)
     if dialect.name == "sqlite":
         connection.execution_options(isolation_level="AUTOCOMMIT")
         if lock_timeout is not None:
@@ -188,6 +193,16 @@ def _begin(
         # are assigned first, left to right.
         restore.append(f"SET {', '.join(back)}")
         connection.exec_driver_sql(f"SET {', '.join(saved + settings)}")
+
+
+def _in_autocommit(connection: Connection) -> bool:
+    detect = getattr(connection.dialect, "detect_autocommit_setting", None)
+    if detect is None:  # pragma: no cover - SQLAlchemy before 2.0.x
+        return False
+    try:
+        return bool(detect(connection.connection.dbapi_connection))
+    except NotImplementedError:  # pragma: no cover - a dialect that cannot tell
+        return False
 
 
 def _rollback(connection: Connection, dialect: Dialect) -> None:

@@ -253,14 +253,18 @@ def test_count_is_exact_whatever_the_mysql_client_flags(
 
 
 @pytest.mark.slow
-def test_row_locked_mid_send_times_out_without_partial_effect(engine, queue, clock):
+@pytest.mark.parametrize("isolation", [None, "AUTOCOMMIT"], ids=["default", "autocommit-engine"])
+def test_row_locked_mid_send_times_out_without_partial_effect(
+    engine, engine_factory, queue, clock, isolation
+):
     later = stored(NOW + timedelta(hours=1), PRECISE_DATETIME)
     insert(
         engine,
         queue,
         [{"id": n, "request_id": REQUEST, "scheduled_at": later} for n in range(1, 6)],
     )
-    repo = queue_repository(engine, queue, clock=clock, lock_timeout=0.5)
+    host_engine = engine_factory(**({"isolation_level": isolation} if isolation else {}))
+    repo = queue_repository(host_engine, queue, clock=clock, lock_timeout=0.5)
     before = snapshot(engine, queue)
     sender = hold_row_lock(engine, queue, 3)
     try:
@@ -280,6 +284,11 @@ def test_row_locked_mid_send_times_out_without_partial_effect(engine, queue, clo
         "cancelled",
         "cancelled",
     ]
+    # The host's engine keeps its own transaction mode.
+    with host_engine.connect() as conn:
+        dbapi_connection = conn.connection.dbapi_connection
+        autocommit = host_engine.dialect.detect_autocommit_setting(dbapi_connection)
+    assert autocommit is (isolation == "AUTOCOMMIT")
 
 
 def test_cancel_waits_for_a_sender_then_skips_the_entry_it_claimed(engine, queue, clock):
