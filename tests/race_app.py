@@ -65,19 +65,23 @@ def create_app() -> Flask:
 
 
 def send_until_drained(
-    url: str, table_name: str, lead_seconds: float, last_schedule: datetime, stop: Any, sent: Any
+    url: str, table_name: str, lead_seconds: float, stop: Any, sent: Any
 ) -> None:
-    """A sender process: claim, "send" (report the id on ``sent``) and finish
-    due entries, with a clock ``lead_seconds`` ahead, until ``stop`` is set
-    and nothing is left to send; then put ``None`` on ``sent``."""
+    """A sender process: put ``0`` on ``sent`` when ready, then claim, "send"
+    (put the id on ``sent``) and finish due entries, with a clock
+    ``lead_seconds`` ahead, until ``stop`` is set and nothing is left to
+    claim; then put ``None`` on ``sent``. Set ``stop`` only once every entry
+    is due."""
     lead = timedelta(seconds=lead_seconds)
     repository = _repository(
         url, table_name, clock=lambda: datetime.now(timezone.utc) + lead, lock_timeout=30
     )
     claimer = QueueClaimer(repository, sending="sending", sent="sent")
     try:
+        claimer.claim(limit=1)  # connected, and nothing is seeded yet
+        sent.put(0)
         while True:
-            over = stop.is_set() and datetime.now(timezone.utc) + lead > last_schedule
+            over = stop.is_set()
             claimed = claimer.claim(limit=10)
             if not claimed:
                 if over:

@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import Counter, defaultdict
@@ -31,7 +32,7 @@ CLIENTS = 4
 ENTRIES = 2000
 REQUESTS = 200
 REPEATS = 40
-SPREAD = 4.0  # seconds of real time the schedules straddle now by
+SPREAD = 6.0  # seconds of real time the schedules straddle now by
 LEAD = 1.0  # the senders' clock runs ahead of the app's (the database's)
 DEADLINE = 120  # seconds: the whole run stops by then, passing or not
 
@@ -120,29 +121,12 @@ def test_gunicorn_workers_and_sender_processes_never_share_an_entry(
     # Served before the schedules start, so the cancels meet them in time.
     for _ in range(2 * WORKERS):
         assert cancel_over_http(server.url, 10**12)[0] == 400
-    rng = random.Random(7)
-    start = datetime.now(timezone.utc).replace(tzinfo=None)
-    per_request = ENTRIES // REQUESTS
-    rows = [
-        {
-            "id": n + 1,
-            "request_id": 1 + n // per_request,
-            "status": "pending",
-            "scheduled_at": start + timedelta(seconds=rng.uniform(-0.5, SPREAD)),
-        }
-        for n in range(ENTRIES)
-    ]
-    with engine.begin() as conn:
-        conn.execute(table.insert(), rows)
-    last_schedule = max(r["scheduled_at"] for r in rows).replace(tzinfo=timezone.utc)
-
     spawn = multiprocessing.get_context("spawn")
     stop = spawn.Event()
     sent: Any = spawn.Queue()
     senders = [
         spawn.Process(
-            target=race_app.send_until_drained,
-            args=(database_url, table_name, LEAD, last_schedule, stop, sent),
+            target=race_app.send_until_drained, args=(database_url, table_name, LEAD, stop, sent)
         )
         for _ in range(SENDERS)
     ]
@@ -150,12 +134,33 @@ def test_gunicorn_workers_and_sender_processes_never_share_an_entry(
     try:
         for process in senders:
             process.start()
+        ready = [sent.get(timeout=DEADLINE) for _ in range(SENDERS)]
+        assert ready == [0] * SENDERS
+        # Seeded once every worker and sender is up, so that the cancels and
+        # the claims meet the schedules as they fall due.
+        rng = random.Random(7)
+        start = datetime.now(timezone.utc).replace(tzinfo=None)
+        per_request = ENTRIES // REQUESTS
+        rows = [
+            {
+                "id": n + 1,
+                "request_id": 1 + n // per_request,
+                "status": "pending",
+                "scheduled_at": start + timedelta(seconds=rng.uniform(-0.5, SPREAD)),
+            }
+            for n in range(ENTRIES)
+        ]
+        with engine.begin() as conn:
+            conn.execute(table.insert(), rows)
+        last_schedule = max(r["scheduled_at"] for r in rows)
         plan = list(range(1, REQUESTS + 1))
         plan += rng.sample(plan, REPEATS)
         rng.shuffle(plan)
         work: queues.SimpleQueue[int] = queues.SimpleQueue()
         for request_id in plan:
             work.put(request_id)
+        # Spread the cancels over the schedules' span.
+        pause = SPREAD / (len(plan) / CLIENTS)
 
         def client() -> None:
             while True:
@@ -165,12 +170,16 @@ def test_gunicorn_workers_and_sender_processes_never_share_an_entry(
                     return
                 status, body = cancel_over_http(server.url, request_id)
                 answers.append((request_id, status, body))
+                time.sleep(pause)
 
         clients = [threading.Thread(target=client) for _ in range(CLIENTS)]
         for thread in clients:
             thread.start()
         for thread in clients:
             thread.join(DEADLINE)
+        # Stop the senders once every entry is due by their clock.
+        due_in = (last_schedule - datetime.now(timezone.utc).replace(tzinfo=None)).total_seconds()
+        time.sleep(min(DEADLINE, max(0.0, due_in - LEAD + 0.1)))
         stop.set()
         sends: list[int] = []
         finished = 0
@@ -226,6 +235,16 @@ def test_gunicorn_workers_and_sender_processes_never_share_an_entry(
             if sorted(counts.get(request_id, [])) != sorted(per_call[request_id].values())
         )
     )
+    # Entries a cancel would have taken by their schedule (later than the
+    # stamp of a call for their request) but a sender had claimed first.
+    first_stamp = {request_id: min(stamps) for request_id, stamps in per_call.items()}
+    raced = sum(
+        1
+        for r in final
+        if r.status == "sent"
+        and r.request_id in first_stamp
+        and r.scheduled_at > first_stamp[r.request_id]
+    )
     figures = {
         "workers": WORKERS,
         "senders": SENDERS,
@@ -234,6 +253,7 @@ def test_gunicorn_workers_and_sender_processes_never_share_an_entry(
         "cancelled": len(cancelled),
         "counted": sum(sum(c) for c in counts.values()),
         "sends": len(sends),
+        "raced": raced,
         "violations": violations,
     }
     with capsys.disabled():
