@@ -9,6 +9,7 @@ count equal to the rows its own call changed.
 
 from __future__ import annotations
 
+import copy
 import queue as queues
 import random
 import threading
@@ -232,3 +233,31 @@ def test_cancels_and_senders_never_share_an_entry(engine, metadata, table_name, 
         )
     assert totals["violations"] == 0
     assert totals["cancelled"] > 0 and totals["sends"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "options",
+    [
+        # SQLite's default journal, as a host that has not turned WAL on has.
+        pytest.param({"wal": False}, id="rollback-journal", marks=pytest.mark.backends("sqlite")),
+        # MySQL drivers reporting changed rather than matched rows.
+        pytest.param(
+            {"connect_args": {"client_flag": 0}},
+            id="changed-rows",
+            marks=pytest.mark.backends("mysql"),
+        ),
+    ],
+)
+def test_race_holds_on_other_engine_settings(
+    engine, engine_factory, metadata, table_name, capsys, request, options
+):
+    table = queue_table(metadata, table_name)
+    metadata.create_all(engine)
+    figures = run_round(engine_factory(**copy.deepcopy(options)), table, ROUNDS)
+    with capsys.disabled():
+        print(
+            f"\n[race {request.node.callspec.id}] "
+            + " ".join(f"{k}={v}" for k, v in figures.items())
+        )
+    assert figures["violations"] == 0
