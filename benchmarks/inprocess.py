@@ -209,7 +209,7 @@ def table_scale(ns: Namespace, plan: Plan) -> Row:
     # Every cancel takes a fresh request, and the smallest table must hold them all.
     batch = max(1, min(plan.scale_batch, min(plan.scale_sizes) // (10 * (plan.repetitions + 1))))
     targets = (plan.repetitions + 1) * batch
-    cancels: list[Callable[[int], float]] = []
+    cancels: list[Callable[[], None]] = []
     for size in plan.scale_sizes:
         table = queue_table(sa.MetaData(), ns.table_name(f"scale_{size}"))
         target_rows = min(size, 10 * targets)
@@ -274,8 +274,12 @@ def fan_out(ns: Namespace, plan: Plan) -> Row:
 
     def through_blueprint(rep: int) -> float:
         url = f"/api/v1/email/{next(ids)}/cancel"
-        seconds = timed(lambda: counts.append(client.post(url, headers=HEADERS).json["count"]), 1)
-        return seconds
+
+        def post() -> None:
+            document = client.post(url, headers=HEADERS).get_json()
+            counts.append(int(document["count"]) if document else 0)
+
+        return timed(post, 1)
 
     def raw(rep: int) -> float:
         params = {
