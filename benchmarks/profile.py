@@ -33,21 +33,23 @@ STEPS: tuple[tuple[str, str, str], ...] = (
     ("  repository cancel", "flask_email_cancel/sql.py", "cancel"),
     ("    transaction set-up and end", "flask_email_cancel/sql.py", "write_transaction"),
     ("    statements sent (do_execute)", "sqlalchemy/engine/default.py", "do_execute"),
-    ("    COMMIT (do_commit)", "sqlalchemy/engine/default.py", "do_commit"),
+    ("    DBAPI commit (do_commit)", "sqlalchemy/engine/default.py", "do_commit"),
     ("    statement cache key", "sqlalchemy/sql/cache_key.py", "_generate_cache_key"),
     ("    SQL compilation (cache miss)", "sqlalchemy/sql/compiler.py", "__init__"),
     ("    IN list expansion", "sqlalchemy/sql/compiler.py", "_process_parameters_for_postcompile"),
     ("    execution context", "sqlalchemy/engine/default.py", "_init_compiled"),
     ("  signal (one receiver)", "flask_email_cancel/views.py", "_notify"),
+    ("  signal (one receiver)", "flask_email_cancel/signals.py", "notify_cancelled"),
     ("  response schema dump", "marshmallow/schema.py", "dump"),
     ("  JSON response", "flask_email_cancel/views.py", "_json"),
     ("bare request in Flask (wsgi_app)", "flask/app.py", "wsgi_app"),
     ("bare view (bare_cancel)", "benchmarks/bare.py", "bare_cancel"),
     ("  statements sent (do_execute)", "sqlalchemy/engine/default.py", "do_execute"),
-    ("  COMMIT (do_commit)", "sqlalchemy/engine/default.py", "do_commit"),
+    ("  DBAPI commit (do_commit)", "sqlalchemy/engine/default.py", "do_commit"),
 )
 """(label, file suffix, function name). Lines from "bare" on are read from the
-bare view's profile."""
+bare view's profile. A step listed twice (a function that moved) is shown
+once, from whichever of its entries the profile saw."""
 
 
 @dataclass
@@ -101,13 +103,18 @@ def profile(ns: Namespace, plan: Plan, text_out: Path | None = None) -> list[Ste
     if blueprint.unexpected or bare.unexpected:
         raise RuntimeError("profiled requests did not all answer 200")
     stats = {side: pstats.Stats(p) for side, p in profilers.items()}
-    steps = []
+    steps: list[Step] = []
     side = "blueprint"
     for label, suffix, name in STEPS:
         if label.startswith("bare"):
             side = "bare"
         calls, cumulative = _find(stats[side], suffix, name)
-        steps.append(Step(label, calls / count, cumulative / count * 1e6, 0.0))
+        step = Step(label, calls / count, cumulative / count * 1e6, 0.0)
+        if steps and steps[-1].label == label:
+            if steps[-1].calls_per_request < step.calls_per_request:
+                steps[-1] = step
+            continue
+        steps.append(step)
     total = steps[0].microseconds
     for step in steps:
         step.share = step.microseconds / total if total else 0.0
