@@ -187,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--figures", default=",".join(FIGURES), help="comma-separated figure numbers"
     )
-    parser.add_argument("--output", type=Path, default=HERE / "results.md")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="where to write the Markdown (default: benchmarks/results.md, or "
+        "benchmarks/results-quick.md with --quick)",
+    )
     parser.add_argument("--repetitions", type=int, help="override the plan's repetitions")
     parser.add_argument("--http-seconds", type=float, help="override each HTTP load run's length")
     parser.add_argument(
@@ -266,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         time.monotonic() - started,
     )
     print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    print(f"written to {args.output}", file=sys.stderr)
+    output = args.output or HERE / ("results-quick.md" if args.quick else "results.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    print(f"written to {output}", file=sys.stderr)
     return 1 if failed else 0
