@@ -577,8 +577,12 @@ class SQLAlchemyQueueRepository:
 
         :raises sqlalchemy.exc.NoSuchTableError: when the table does not exist.
         """
-        engine = self.engine
-        inspector = sa.inspect(engine)
+        with self.engine.connect() as connection:
+            return self._index_warning(connection)
+
+    def _index_warning(self, connection: Connection) -> str | None:
+        dialect = connection.dialect
+        inspector = sa.inspect(connection)
         name, schema = self.table.name, self.table.schema
         leading: set[str] = set()
         found: list[Sequence[str | None] | None] = [
@@ -596,8 +600,8 @@ class SQLAlchemyQueueRepository:
         column = self.request_id_column.name
         if column.lower() in leading:
             return None
-        preparer = engine.dialect.identifier_preparer
-        index = preparer.quote(f"ix_{name}_{column}"[: engine.dialect.max_identifier_length or 63])
+        preparer = dialect.identifier_preparer
+        index = preparer.quote(f"ix_{name}_{column}"[: dialect.max_identifier_length or 63])
         target = f"{preparer.format_table(self.table)} ({preparer.quote(column)})"
         ddl = f"CREATE INDEX {index} ON {target}"
         label = f"{schema}.{name}" if schema else name
@@ -615,8 +619,15 @@ class SQLAlchemyQueueRepository:
         created) is logged at debug level and does not stop the app.
         """
         try:
-            with app.app_context():
-                warning = self.index_warning()
+            with app.app_context(), self.engine.connect() as connection:
+                try:
+                    warning = self._index_warning(connection)
+                finally:
+                    if connection.dialect.name != "sqlite":
+                        # This may run before a server forks its workers
+                        # (gunicorn --preload): a connection left in the pool
+                        # would be shared by all of them.
+                        connection.invalidate()
         except Exception as exc:
             app.logger.debug("flask-email-cancel: could not check the queue table's index: %s", exc)
             return

@@ -437,3 +437,24 @@ def test_sqlite_takes_the_write_lock_before_reading(engine, queue, clock):
     finally:
         sa.event.remove(engine, "before_cursor_execute", record)
     assert seen == ["BEGIN IMMEDIATE", f"UPDATE {queue.name.upper()}", "COMMIT"]
+
+
+@pytest.mark.backends("postgresql", "mysql")
+def test_start_up_check_leaves_no_connection_for_forked_workers_to_share(
+    engine_factory, backend, queue
+):
+    host_engine = engine_factory()
+    opened: list[Any] = []
+    sa.event.listen(
+        host_engine, "connect", lambda dbapi_connection, _: opened.append(dbapi_connection)
+    )
+    app = Flask(__name__)
+    EmailCancel(
+        app,
+        repository=queue_repository(host_engine, queue),
+        authenticator=TokenHeaderAuth({TOKEN: OPS}),
+    )
+    assert len(opened) == 1
+    closed = opened[0].closed if backend == "postgresql" else not opened[0].open
+    assert closed
+    assert queue_repository(host_engine, queue).index_warning() is None  # still usable
