@@ -35,7 +35,6 @@ HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
 BLUEPRINT_PATH = "/api/v1/email/{}/cancel"
 BARE_PATH = "/bare/{}/cancel"
-AUTH = f"X-VoltMX-Authorization: {TOKEN}"
 
 #: Worker set-ups served, and the connections the load client opens on each.
 WORKERS: dict[str, tuple[list[str], int]] = {
@@ -112,7 +111,7 @@ def gunicorn(url: str, table: str, worker_args: list[str], log: Path) -> Iterato
     with log.open("ab") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
     try:
-        _wait_until_serving(process, port)
+        _wait_until_serving(process, port, log)
         yield Server(port, process.pid)
     finally:
         # SIGINT is gunicorn's quick shutdown: no request is in flight by now.
@@ -124,11 +123,13 @@ def gunicorn(url: str, table: str, worker_args: list[str], log: Path) -> Iterato
             process.wait()
 
 
-def _wait_until_serving(process: subprocess.Popen[bytes], port: int, seconds: float = 60) -> None:
+def _wait_until_serving(
+    process: subprocess.Popen[bytes], port: int, log: Path, seconds: float = 60
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}; see its log")
+            raise RuntimeError(f"gunicorn exited with {process.returncode}; see {log}")
         try:
             with socket.create_connection((HOST, port), timeout=1) as sock:
                 sock.sendall(b"GET /api/v1/email/ HTTP/1.0\r\n\r\n")
@@ -137,7 +138,7 @@ def _wait_until_serving(process: subprocess.Popen[bytes], port: int, seconds: fl
         except OSError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer on {HOST}:{port} within {seconds} s")
+    raise RuntimeError(f"gunicorn did not answer on {HOST}:{port} within {seconds} s; see {log}")
 
 
 def load(
