@@ -98,7 +98,7 @@ class QueueClaimer:
         self.lock_timeout = repository.lock_timeout if lock_timeout is _SAME else lock_timeout
         self.key: sa.Column[Any] = key[0]
         self.status: sa.Column[Any] = status
-        self._statements: dict[str, Any] = {}
+        self._statements: dict[tuple[str, bool], Any] = {}
         table = repository.table
         self._finish = (
             sa.update(table)
@@ -109,9 +109,9 @@ class QueueClaimer:
             .values({status: sa.bindparam("ec_status", type_=status.type)})
         )
 
-    def _due(self, dialect: Dialect) -> sa.Select[Any]:
+    def _due(self, dialect: Dialect, aware: bool) -> sa.Select[Any]:
         scheduled = self.repository.columns["scheduled_at"]
-        now = self.repository.now_expression(dialect, scheduled, "ec_now")
+        now = self.repository.now_expression(dialect, scheduled, "ec_now", aware=aware)
         return (
             sa.select(self.key)
             .where(
@@ -126,10 +126,10 @@ class QueueClaimer:
     def _one_statement(self, dialect: Dialect) -> bool:
         return bool(dialect.update_returning) and dialect.name not in ("mysql", "mariadb")
 
-    def _flip(self, dialect: Dialect) -> Any:
-        statement = self._statements.get(dialect.name)
+    def _flip(self, dialect: Dialect, aware: bool) -> Any:
+        statement = self._statements.get((dialect.name, aware))
         if statement is None:
-            due = self._due(dialect)
+            due = self._due(dialect, aware)
             table = self.repository.table
             flip = sa.update(table).values({self.status: self.sending})
             pending = self.repository.pending_criteria
@@ -140,7 +140,7 @@ class QueueClaimer:
             else:
                 ids = sa.bindparam("ec_ids", expanding=True, type_=self.key.type)
                 statement = (due, flip.where(self.key.in_(ids), *pending))
-            self._statements[dialect.name] = statement
+            self._statements[(dialect.name, aware)] = statement
         return statement
 
     def claim(self, limit: int = 100) -> list[sa.Row[Any]]:
@@ -158,9 +158,10 @@ class QueueClaimer:
         dialect = engine.dialect
         params = {"ec_limit": limit}
         params.update(
-            {k: v for k, v in self.repository.clock_parameters(dialect).items() if k == "ec_now"}
+            {k: v for k, v in self.repository.clock_parameters(engine).items() if k == "ec_now"}
         )
-        statement = self._flip(dialect)
+        forms = self.repository.column_forms(engine)
+        statement = self._flip(dialect, forms.scheduled_aware)
 
         def work(connection: Connection) -> list[sa.Row[Any]]:
             if not isinstance(statement, tuple):
@@ -179,7 +180,13 @@ class QueueClaimer:
             select = sa.select(table).where(self.key.in_(ids)).order_by(self.key)
             return list(connection.execute(select).all())
 
-        return run_write(engine, work, lock_timeout=self.lock_timeout, read_committed=True)
+        return run_write(
+            engine,
+            work,
+            lock_timeout=self.lock_timeout,
+            read_committed=True,
+            utc_session=forms.utc_session,
+        )
 
     def finish(self, entry_id: Any, status: Hashable = _SAME) -> bool:
         """Write the outcome of a claimed entry, only where it is still
@@ -200,4 +207,10 @@ class QueueClaimer:
         def work(connection: Connection) -> bool:
             return int(connection.execute(self._finish, params).rowcount) == 1
 
-        return run_write(self.repository.engine, work, lock_timeout=self.lock_timeout)
+        engine = self.repository.engine
+        return run_write(
+            engine,
+            work,
+            lock_timeout=self.lock_timeout,
+            utc_session=self.repository.column_forms(engine).utc_session,
+        )

@@ -5,10 +5,14 @@ host's own queue table, run in a write transaction fitted to each database.
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from weakref import WeakKeyDictionary
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -23,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DATABASE_CLOCK",
+    "ColumnForms",
     "SQLAlchemyQueueRepository",
     "run_write",
     "write_transaction",
@@ -46,6 +51,15 @@ def _is_aware(column: sa.Column[Any]) -> bool:
     if isinstance(type_, sa.types.TypeDecorator):
         type_ = type_.impl_instance
     return bool(getattr(type_, "timezone", False))
+
+
+def _is_timestamp(column: sa.Column[Any]) -> bool:
+    """Whether a column is SQL ``TIMESTAMP``, which MySQL/MariaDB read and
+    compare in the session's time zone."""
+    type_ = column.type
+    if isinstance(type_, sa.types.TypeDecorator):
+        type_ = type_.impl_instance
+    return isinstance(type_, sa.types.TIMESTAMP)
 
 
 def _for_column(now: datetime, aware: bool) -> datetime:
@@ -88,44 +102,59 @@ def _transient(exc: sa.exc.DBAPIError, dialect: Dialect) -> bool:
 
 @contextmanager
 def write_transaction(
-    engine: Engine, *, lock_timeout: float | None = None, read_committed: bool = False
+    engine: Engine,
+    *,
+    lock_timeout: float | None = None,
+    read_committed: bool = False,
+    utc_session: bool = False,
 ) -> Iterator[Connection]:
     """Open a write transaction on a connection of its own, commit it when the
     block ends and roll it back when the block raises.
 
-    - SQLite: ``BEGIN IMMEDIATE`` on a connection in autocommit mode, so the
-      write lock is taken before anything is read; a deferred transaction
-      that reads first and then writes fails with ``SQLITE_BUSY`` whatever
-      the busy timeout. ``lock_timeout`` sets the busy timeout for this
+    Only what is asked for costs a statement; by default the transaction is
+    the statement and its commit, as a hand-written one would be.
+
+    - SQLite: ``BEGIN IMMEDIATE``, so the write lock is taken before anything
+      is read; a deferred transaction that reads first and then writes fails
+      with ``SQLITE_BUSY`` whatever the busy timeout. The ``sqlite3`` module
+      issues it itself (``isolation_level = "IMMEDIATE"`` for this
+      transaction); on a connection the host runs in autocommit mode it is
+      sent explicitly. ``lock_timeout`` sets the busy timeout for this
       transaction only.
-    - PostgreSQL: ``TimeZone`` is UTC and ``lock_timeout`` is set, both with
-      ``set_config(..., true)`` (``SET LOCAL``): they end with the transaction.
-    - MySQL/MariaDB: the session's ``time_zone`` is UTC and
-      ``innodb_lock_wait_timeout`` is set for the transaction, then both are
-      put back as they were (a connection that cannot be put back is
-      invalidated). Lock timeouts are rounded up to whole seconds there.
+    - PostgreSQL: ``lock_timeout`` is set with ``set_config(..., true)``
+      (``SET LOCAL``), so it ends with the transaction.
+    - MySQL/MariaDB: ``innodb_lock_wait_timeout`` (and, with ``utc_session``,
+      the session's ``time_zone``) are set for the transaction, then put back
+      as they were (a connection that cannot be put back is invalidated).
+      Lock timeouts are rounded up to whole seconds there.
 
     :param lock_timeout: the longest wait for a lock, in seconds; ``None``
         keeps the connection's own setting.
     :param read_committed: run the transaction at ``READ COMMITTED`` on
         MySQL/MariaDB (no gap locks), as queue claims want; other databases
         already default to it or need no isolation level.
+    :param utc_session: make the session time zone UTC on MySQL/MariaDB,
+        whose ``TIMESTAMP`` columns read and compare in the session's zone.
+        Other databases compare bound datetimes without the session's zone.
     :raises LockTimeout: when a lock wait timed out; the transaction is
         rolled back.
     """
     dialect = engine.dialect
     connection = engine.connect()
-    restore: list[str] = []
+    restore: list[Callable[[], object]] = []
+    explicit = False
     try:
         try:
-            _begin(connection, dialect, lock_timeout, read_committed, restore)
+            explicit = _begin(
+                connection, dialect, lock_timeout, read_committed, utc_session, restore
+            )
             yield connection
-            if dialect.name == "sqlite":
+            if explicit:
                 connection.exec_driver_sql("COMMIT")
             else:
                 connection.commit()
         except BaseException:
-            _rollback(connection, dialect)
+            _rollback(connection, explicit)
             raise
     except sa.exc.DBAPIError as exc:
         if _lock_timed_out(exc, dialect):
@@ -136,9 +165,9 @@ def write_transaction(
             ) from exc
         raise
     finally:
-        for sql in restore:
+        for undo in restore:
             try:
-                connection.exec_driver_sql(sql)
+                undo()
             except Exception:
                 # A connection whose settings could not be put back must not
                 # be handed to the host's own code.
@@ -152,47 +181,70 @@ def _begin(
     dialect: Dialect,
     lock_timeout: float | None,
     read_committed: bool,
-    restore: list[str],
-) -> None:
-    if dialect.name != "sqlite" and _in_autocommit(connection):
+    utc_session: bool,
+    restore: list[Callable[[], object]],
+) -> bool:
+    """Prepare the transaction; return whether it was begun explicitly (and
+    so must be ended with explicit SQL)."""
+    if dialect.name == "sqlite":
+        return _begin_sqlite(connection, lock_timeout, restore)
+    if _in_autocommit(connection):
         # An engine in autocommit mode would end the transaction after each
         # statement, and with it the settings and locks below. The pool puts
         # the engine's own level back when the connection is returned.
         connection.execution_options(isolation_level=connection.default_isolation_level)
-    if dialect.name == "sqlite":
-        connection.execution_options(isolation_level="AUTOCOMMIT")
+    if dialect.name == "postgresql":
         if lock_timeout is not None:
-            previous = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
-            connection.exec_driver_sql(f"PRAGMA busy_timeout = {round(lock_timeout * 1000)}")
-            restore.append(f"PRAGMA busy_timeout = {int(previous or 0)}")
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    elif dialect.name == "postgresql":
-        if lock_timeout is None:
-            connection.execute(sa.text("SELECT set_config('TimeZone', 'UTC', true)"))
-        else:
             # lock_timeout = 0 would mean "wait forever": a 0 s timeout is 1 ms.
             connection.execute(
-                sa.text(
-                    "SELECT set_config('TimeZone', 'UTC', true), "
-                    "set_config('lock_timeout', :ms, true)"
-                ),
+                sa.text("SELECT set_config('lock_timeout', :ms, true)"),
                 {"ms": f"{max(1, round(lock_timeout * 1000))}ms"},
             )
     elif _is_mysql(dialect):
         if read_committed:
             # Applies to the next transaction only, which is this one.
             connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        saved = ["@flask_email_cancel_time_zone = @@SESSION.time_zone"]
-        settings = ["SESSION time_zone = '+00:00'"]
-        back = ["SESSION time_zone = @flask_email_cancel_time_zone"]
+        saved, settings, back = [], [], []
+        if utc_session:
+            saved.append("@flask_email_cancel_time_zone = @@SESSION.time_zone")
+            settings.append("SESSION time_zone = '+00:00'")
+            back.append("SESSION time_zone = @flask_email_cancel_time_zone")
         if lock_timeout is not None:
             saved.append("@flask_email_cancel_lock_wait = @@SESSION.innodb_lock_wait_timeout")
             settings.append(f"SESSION innodb_lock_wait_timeout = {max(1, math.ceil(lock_timeout))}")
             back.append("SESSION innodb_lock_wait_timeout = @flask_email_cancel_lock_wait")
-        # Put back even when the SET itself fails half-way: the saved values
-        # are assigned first, left to right.
-        restore.append(f"SET {', '.join(back)}")
-        connection.exec_driver_sql(f"SET {', '.join(saved + settings)}")
+        if settings:
+            # Put back even when the SET itself fails half-way: the saved
+            # values are assigned first, left to right.
+            restore.append(partial(connection.exec_driver_sql, f"SET {', '.join(back)}"))
+            connection.exec_driver_sql(f"SET {', '.join(saved + settings)}")
+    return False
+
+
+def _begin_sqlite(
+    connection: Connection, lock_timeout: float | None, restore: list[Callable[[], object]]
+) -> bool:
+    raw: Any = connection.connection.dbapi_connection
+    legacy = getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
+    # A host that drives transactions itself (autocommit mode, with its own
+    # BEGIN) gets BEGIN IMMEDIATE from us, on a connection in autocommit.
+    explicit = raw.isolation_level is None or getattr(raw, "autocommit", legacy) != legacy
+    if explicit:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+    if lock_timeout is not None:
+        previous = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+        restore.append(
+            partial(connection.exec_driver_sql, f"PRAGMA busy_timeout = {int(previous or 0)}")
+        )
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {round(lock_timeout * 1000)}")
+    if explicit:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        # The sqlite3 module issues the BEGIN before the first write; have it
+        # begin IMMEDIATE, for this transaction only.
+        restore.append(partial(setattr, raw, "isolation_level", raw.isolation_level))
+        raw.isolation_level = "IMMEDIATE"
+    return explicit
 
 
 def _in_autocommit(connection: Connection) -> bool:
@@ -205,13 +257,12 @@ def _in_autocommit(connection: Connection) -> bool:
         return False
 
 
-def _rollback(connection: Connection, dialect: Dialect) -> None:
+def _rollback(connection: Connection, explicit: bool) -> None:
     try:
-        if dialect.name == "sqlite":
-            if connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
-                connection.exec_driver_sql("ROLLBACK")
-        else:
+        if not explicit:
             connection.rollback()
+        elif connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            connection.exec_driver_sql("ROLLBACK")
     except Exception:
         # The connection is gone or broken: the database rolls back itself.
         connection.invalidate()
@@ -223,6 +274,7 @@ def run_write(
     *,
     lock_timeout: float | None = None,
     read_committed: bool = False,
+    utc_session: bool = False,
 ) -> T:
     """Call ``work`` with the connection of a :func:`write_transaction` and
     return what it returns, after the commit.
@@ -236,13 +288,30 @@ def run_write(
     for attempt in range(1, _ATTEMPTS + 1):
         try:
             with write_transaction(
-                engine, lock_timeout=lock_timeout, read_committed=read_committed
+                engine,
+                lock_timeout=lock_timeout,
+                read_committed=read_committed,
+                utc_session=utc_session,
             ) as connection:
                 return work(connection)
         except sa.exc.DBAPIError as exc:
             if attempt == _ATTEMPTS or not _transient(exc, engine.dialect):
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class ColumnForms:
+    """How a database stores the repository's datetime columns, which decides
+    the form "now" is given in (see :meth:`SQLAlchemyQueueRepository.column_forms`)."""
+
+    #: ``scheduled_at`` holds time zones (else it holds naive UTC).
+    scheduled_aware: bool
+    #: ``cancelled_at`` holds time zones.
+    stamp_aware: bool
+    #: A MySQL/MariaDB ``TIMESTAMP`` column, read in the session's time zone:
+    #: statements run in a UTC session.
+    utc_session: bool
 
 
 class SQLAlchemyQueueRepository:
@@ -344,7 +413,6 @@ class SQLAlchemyQueueRepository:
             "request_id": rid,
             "scheduled_at": scheduled,
         }
-        self._scheduled_aware = _is_aware(scheduled)
         # What makes an entry pending, whatever its schedule and request.
         pending: list[sa.ColumnElement[bool]] = []
         values: dict[sa.Column[Any], Any] = {}
@@ -363,7 +431,16 @@ class SQLAlchemyQueueRepository:
                 raise MappingError(f"cancelled={cancelled!r} must not be one of cancellable=")
             else:
                 values[status_col] = cancelled
-            pending.append(status_col.in_(cancellable))
+            # One bound parameter per value: an "expanding" IN would be
+            # rewritten into SQL again at every execution.
+            pending.append(
+                status_col.in_(
+                    [
+                        sa.bindparam(f"ec_cancellable_{n}", value, type_=status_col.type)
+                        for n, value in enumerate(cancellable)
+                    ]
+                )
+            )
             self.mapping.update(status=status, cancellable=cancellable)
             if not delete:
                 self.mapping["cancelled"] = cancelled
@@ -377,14 +454,12 @@ class SQLAlchemyQueueRepository:
             self.mapping["unsent"] = unsent_names
 
         self._stamp: sa.Column[Any] | None = None
-        self._cancelled_at_aware = False
         if cancelled_at is not None:
             if delete:
                 raise MappingError("cancelled_at= has no meaning with delete=True")
             stamp = self._stamp = self.columns["cancelled_at"] = column(
                 cancelled_at, "cancelled_at"
             )
-            self._cancelled_at_aware = _is_aware(stamp)
             if status is None:
                 # Without a status the stamp is the marker: a stamped entry is done.
                 pending.append(stamp.is_(None))
@@ -407,44 +482,118 @@ class SQLAlchemyQueueRepository:
             self.mapping["tenant"] = tenant
         self.delete = delete
         self.mapping["delete"] = delete
+        #: The datetime columns' forms as the model or table declares them.
+        self.declared_forms = ColumnForms(
+            scheduled_aware=_is_aware(scheduled),
+            stamp_aware=self._stamp is not None and _is_aware(self._stamp),
+            utc_session=any(_is_timestamp(c) for c in (scheduled, self._stamp) if c is not None),
+        )
+        self._forms: WeakKeyDictionary[Engine, ColumnForms] = WeakKeyDictionary()
 
         self.pending_criteria: tuple[sa.ColumnElement[bool], ...] = tuple(pending)
         self.request_id_column = rid
         self._where = where
         self._values = values
-        self._statements: dict[str, Update | Delete] = {}
-        self.statement: Update | Delete = self._build(None)
+        self._statements: dict[tuple[str, ColumnForms], Update | Delete] = {}
+        self.statement: Update | Delete = self._build(None, self.declared_forms)
 
-    def _build(self, dialect: Dialect | None) -> Update | Delete:
+    def _build(self, dialect: Dialect | None, forms: ColumnForms) -> Update | Delete:
         """The cancel statement; ``dialect`` is given when the database clock
         is in use, whose SQL differs from one database to the next."""
         scheduled = self.columns["scheduled_at"]
-        where = [*self._where, scheduled > self.now_expression(dialect, scheduled, "ec_now")]
+        now = self.now_expression(dialect, scheduled, "ec_now", aware=forms.scheduled_aware)
+        where = [*self._where, scheduled > now]
         if self.delete:
             return sa.delete(self.table).where(*where)
         values = dict(self._values)
         if self._stamp is not None:
-            values[self._stamp] = self.now_expression(dialect, self._stamp, "ec_cancelled_at")
+            values[self._stamp] = self.now_expression(
+                dialect, self._stamp, "ec_cancelled_at", aware=forms.stamp_aware
+            )
         return sa.update(self.table).where(*where).values(values)
+
+    def column_forms(self, engine: Engine) -> ColumnForms:
+        """How ``engine``'s database stores the datetime columns, read from
+        the database on first use and then remembered.
+
+        A model may declare ``DateTime`` for a column the database keeps as
+        ``timestamp with time zone`` (or the other way round); comparing a
+        datetime of the wrong form would go through the session's time zone.
+        What the database says wins: PostgreSQL's with or without time zone,
+        and MySQL/MariaDB's ``TIMESTAMP`` or ``DATETIME``. SQLite, which keeps
+        text, and a database that cannot be inspected yet get the declared
+        forms (:attr:`declared_forms`); the latter is asked again next time.
+        """
+        forms = self._forms.get(engine)
+        if forms is None:
+            forms = self._read_forms(engine)
+            if forms is None:
+                return self.declared_forms
+            self._forms[engine] = forms
+        return forms
+
+    def _read_forms(self, engine: Engine) -> ColumnForms | None:
+        dialect = engine.dialect
+        declared = self.declared_forms
+        if dialect.name != "postgresql" and not _is_mysql(dialect):
+            return declared
+        try:
+            with engine.connect() as connection:
+                found = {
+                    c["name"]: c["type"]
+                    for c in sa.inspect(connection).get_columns(
+                        self.table.name, schema=self.table.schema
+                    )
+                }
+        except sa.exc.SQLAlchemyError:
+            return None
+        scheduled, stamp = self.columns["scheduled_at"], self._stamp
+        if _is_mysql(dialect):
+            kinds = [found.get(c.name) for c in (scheduled, stamp) if c is not None]
+            if any(kind is None for kind in kinds):
+                return declared
+            return replace(
+                declared,
+                utc_session=any(isinstance(kind, sa.types.TIMESTAMP) for kind in kinds),
+            )
+
+        def aware(column: sa.Column[Any] | None, fallback: bool) -> bool:
+            kind = found.get(column.name) if column is not None else None
+            return fallback if kind is None else bool(getattr(kind, "timezone", False))
+
+        return replace(
+            declared,
+            scheduled_aware=aware(scheduled, declared.scheduled_aware),
+            stamp_aware=aware(stamp, declared.stamp_aware),
+        )
 
     def uses_database_clock(self, dialect: Dialect) -> bool:
         """Whether "now" is read from the database server's clock on ``dialect``."""
         return self.clock == DATABASE_CLOCK and dialect.name != "sqlite"
 
     def now_expression(
-        self, dialect: Dialect | None, column: sa.Column[Any], name: str
+        self,
+        dialect: Dialect | None,
+        column: sa.Column[Any],
+        name: str,
+        *,
+        aware: bool | None = None,
     ) -> sa.ColumnElement[Any]:
         """ "Now" as compared with, or written to, the datetime ``column``.
 
         A bound parameter called ``name`` (filled by :meth:`clock_parameters`)
         for a Python clock; the server's ``CURRENT_TIMESTAMP`` in UTC, in the
         column's own form (aware or naive UTC), for the database clock.
+        ``aware`` says which form the database keeps; by default the
+        column's declared one.
         """
         if dialect is None or not self.uses_database_clock(dialect):
             return sa.bindparam(name, type_=column.type)
         if dialect.name == "postgresql":
             now = sa.func.current_timestamp()
-            return now if _is_aware(column) else sa.func.timezone("UTC", now)
+            if aware is None:
+                aware = _is_aware(column)
+            return now if aware else sa.func.timezone("UTC", now)
         if _is_mysql(dialect):
             # TIMESTAMP columns read in the session time zone, which
             # write_transaction makes UTC for the statement.
@@ -454,22 +603,25 @@ class SQLAlchemyQueueRepository:
             f"SQLite, not on {dialect.name}"
         )
 
-    def clock_parameters(self, dialect: Dialect) -> dict[str, Any]:
+    def clock_parameters(self, engine: Engine) -> dict[str, Any]:
         """The bound "now" parameters of a statement built with
         :meth:`now_expression`: ``ec_now`` for the schedule and
-        ``ec_cancelled_at`` for the stamp, each in its column's form. Empty on the database clock.
+        ``ec_cancelled_at`` for the stamp, each in the form ``engine``'s
+        database keeps its column in (:meth:`column_forms`). Empty on the
+        database clock.
 
         :raises ValueError: when the clock returns a naive datetime.
         """
-        if self.uses_database_clock(dialect):
+        if self.uses_database_clock(engine.dialect):
             return {}
+        forms = self.column_forms(engine)
         clock = self.clock
         now = clock() if callable(clock) else utc_now()
         if not isinstance(now, datetime) or now.utcoffset() is None:
             raise ValueError("the repository's clock must return an aware datetime")
-        params = {"ec_now": _for_column(now, self._scheduled_aware)}
+        params = {"ec_now": _for_column(now, forms.scheduled_aware)}
         if self._stamp is not None:
-            params["ec_cancelled_at"] = _for_column(now, self._cancelled_at_aware)
+            params["ec_cancelled_at"] = _for_column(now, forms.stamp_aware)
         return params
 
     @staticmethod
@@ -537,13 +689,15 @@ class SQLAlchemyQueueRepository:
         Flask-SQLAlchemy)."""
         return self._engine()
 
-    def statement_for(self, dialect: Dialect) -> Update | Delete:
-        """The cancel statement as run on ``dialect``."""
+    def statement_for(self, engine: Engine) -> Update | Delete:
+        """The cancel statement as run on ``engine``."""
+        dialect = engine.dialect
         if not self.uses_database_clock(dialect):
             return self.statement
-        statement = self._statements.get(dialect.name)
+        key = (dialect.name, self.column_forms(engine))
+        statement = self._statements.get(key)
         if statement is None:
-            statement = self._statements[dialect.name] = self._build(dialect)
+            statement = self._statements[key] = self._build(dialect, key[1])
         return statement
 
     def cancel(self, request_id: int, principal: Principal) -> int:
@@ -559,13 +713,18 @@ class SQLAlchemyQueueRepository:
                 return 0
             params["ec_tenant"] = principal.tenant
         engine = self.engine
-        params.update(self.clock_parameters(engine.dialect))
-        statement = self.statement_for(engine.dialect)
+        params.update(self.clock_parameters(engine))
+        statement = self.statement_for(engine)
 
         def work(connection: Connection) -> int:
             return int(connection.execute(statement, params).rowcount)
 
-        return run_write(engine, work, lock_timeout=self.lock_timeout)
+        return run_write(
+            engine,
+            work,
+            lock_timeout=self.lock_timeout,
+            utc_session=self.column_forms(engine).utc_session,
+        )
 
     def index_warning(self) -> str | None:
         """Inspect the database: ``None`` when an index (or the primary key)

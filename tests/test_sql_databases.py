@@ -118,6 +118,53 @@ def test_cutoff_is_strictly_later_than_now_in_every_column_form_and_session_zone
     assert [as_utc(r.cancelled_at) for r in got] == [None, None, NOW, NOW]
 
 
+@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.parametrize("clock_kind", ["python", "database"])
+@pytest.mark.parametrize(("actual", "declared"), [("zoned", "naive"), ("naive", "zoned")])
+def test_a_model_declaring_the_other_datetime_form_does_not_move_the_cutoff(
+    engine, engine_factory, backend, metadata, table_name, clock, actual, declared, clock_kind
+):
+    """The database's own column form wins over the model's declaration, in a
+    session whose time zone is not UTC."""
+    actual_type = COLUMN_TYPES[actual][backend]
+    table = queue_table(metadata, table_name, scheduled_type=actual_type, stamp_type=actual_type)
+    metadata.create_all(engine)
+    base = datetime.now(timezone.utc) if clock_kind == "database" else NOW
+    offsets = [-600, -1, 1, 600] if clock_kind == "python" else [-600, 600]
+    insert(
+        engine,
+        table,
+        [
+            {
+                "id": n,
+                "request_id": REQUEST,
+                "scheduled_at": stored(base + timedelta(seconds=s), actual_type),
+            }
+            for n, s in enumerate(offsets, 1)
+        ],
+    )
+    declared_type = COLUMN_TYPES[declared][backend]
+    as_declared = queue_table(
+        sa.MetaData(), table_name, scheduled_type=declared_type, stamp_type=declared_type
+    )
+    repo = queue_repository(
+        engine_factory(foreign_time_zone=True),
+        as_declared,
+        clock=DATABASE_CLOCK if clock_kind == "database" else clock,
+    )
+
+    assert repo.cancel(REQUEST, OPS) == len(offsets) // 2
+
+    with engine.connect() as conn:
+        got = conn.execute(
+            sa.select(table.c.status, table.c.cancelled_at).order_by(table.c.id)
+        ).all()
+    half = len(offsets) // 2
+    assert [r.status for r in got] == ["pending"] * half + ["cancelled"] * half
+    if clock_kind == "python":
+        assert [as_utc(r.cancelled_at) for r in got] == [None] * half + [NOW] * half
+
+
 @pytest.mark.parametrize("foreign_zone", [False, True], ids=["utc-session", "kolkata-session"])
 @pytest.mark.parametrize("kind", ["naive", "zoned"])
 def test_database_clock_reads_the_servers_utc_time(
@@ -425,18 +472,31 @@ def test_settings_end_with_the_cancel_and_never_reach_the_hosts_connections(
 
 
 @pytest.mark.backends("sqlite")
-def test_sqlite_takes_the_write_lock_before_reading(engine, queue, clock):
+@pytest.mark.parametrize("host_mode", ["driver-transactions", "autocommit-engine"])
+def test_sqlite_takes_the_write_lock_before_reading(engine, queue, clock, host_mode):
+    host_engine = (
+        engine.execution_options(isolation_level="AUTOCOMMIT")
+        if host_mode == "autocommit-engine"
+        else engine
+    )
+    engine.dispose()
     seen: list[str] = []
 
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(" ".join(statement.split()[:2]).upper())
+    def trace(dbapi_connection: Any, record: Any) -> None:
+        # What SQLite itself runs, the sqlite3 module's own BEGIN included.
+        dbapi_connection.set_trace_callback(
+            lambda sql: seen.append(" ".join(sql.split()[:2]).upper())
+        )
 
-    sa.event.listen(engine, "before_cursor_execute", record)
+    sa.event.listen(engine, "connect", trace)
     try:
-        queue_repository(engine, queue, clock=clock).cancel(REQUEST, OPS)
+        queue_repository(host_engine, queue, clock=clock).cancel(REQUEST, OPS)
     finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-    assert seen == ["BEGIN IMMEDIATE", f"UPDATE {queue.name.upper()}", "COMMIT"]
+        sa.event.remove(engine, "connect", trace)
+        engine.dispose()
+    assert seen[:3] == ["BEGIN IMMEDIATE", f"UPDATE {queue.name.upper()}", "COMMIT"]
+    # After the commit only the pool's own reset of the connection's settings.
+    assert all(statement.startswith("PRAGMA ") for statement in seen[3:])
 
 
 @pytest.mark.backends("postgresql", "mysql")

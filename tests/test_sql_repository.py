@@ -109,6 +109,7 @@ def test_status_shape_cancels_exactly_the_pending_later_entries(engine, entries,
         cancelled_at="updated",
         clock=clock,
     )
+    repo.column_forms(engine)  # read once per engine, on its own connection
     statements.clear()
     assert repo.cancel(2**63 - 1, OPS) == 2
     assert statements == ["UPDATE"]
@@ -316,6 +317,7 @@ def test_unsent_shape_stamps_a_marker(engine, metadata, table_name, clock, state
         cancelled_at="cancelled_at",
         clock=clock,
     )
+    repo.column_forms(engine)  # read once per engine, on its own connection
     statements.clear()
     assert repo.cancel(1, OPS) == 2
     assert statements == ["UPDATE"]
@@ -362,6 +364,7 @@ def test_delete_shape_removes_the_rows(engine, metadata, table_name, clock, stat
         delete=True,
         clock=clock,
     )
+    repo.column_forms(engine)  # read once per engine, on its own connection
     statements.clear()
     assert repo.cancel(1, OPS) == 2
     assert statements == ["DELETE"]
