@@ -177,8 +177,11 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
 def _body_request_id(state: EmailCancelState) -> int | None:
     """The request id named by the optional JSON body, if any."""
     limit = state.max_body_size
-    if request.content_length is not None and request.content_length > limit:
+    length = request.content_length
+    if length is not None and length > limit:
         raise BodyTooLarge()
+    if not length and "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return None  # no body at all, the usual case: nothing to read
     data = request.stream.read(limit + 1)
     if len(data) > limit:
         raise BodyTooLarge()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
@@ -493,3 +494,29 @@ def test_locked_entries_are_503_with_retry_after(route, auth_headers):
         "id": "",
         "message": "Email entries of this request are being sent; try again later",
     }
+
+
+def test_chunked_body_is_read_and_checked(client, route, memory_repo, auth_headers):
+    memory_repo.add(BIG_ID, later())
+    method, template = route
+    url = template.format(id=BIG_ID)
+    headers = {**auth_headers, "Transfer-Encoding": "chunked"}
+    # A server that de-chunks the body says so with wsgi.input_terminated.
+    terminated = {"wsgi.input_terminated": True}
+    mismatch = client.open(
+        url,
+        method=method,
+        headers=headers,
+        input_stream=io.BytesIO(b'{"id": 1}'),
+        environ_overrides=terminated,
+    )
+    assert mismatch.status_code == 400
+    assert [e.status for e in memory_repo.entries(BIG_ID)] == ["pending"]
+    same = client.open(
+        url,
+        method=method,
+        headers=headers,
+        input_stream=io.BytesIO(b'{"id": "%d"}' % BIG_ID),
+        environ_overrides=terminated,
+    )
+    assert same.status_code == 200
