@@ -50,6 +50,15 @@ def memory_repo(clock: FrozenClock) -> InMemoryQueueRepository:
     return InMemoryQueueRepository(clock=clock)
 
 
+@pytest.fixture(autouse=True)
+def conforming_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test client checks every answer of the API against the OpenAPI
+    document the extension generates."""
+    from .openapi_conformance import ConformingClient
+
+    monkeypatch.setattr(Flask, "test_client_class", ConformingClient)
+
+
 @pytest.fixture
 def app(memory_repo: InMemoryQueueRepository) -> Flask:
     """The app pytest-flask's ``client`` uses: in-memory queue, token auth."""

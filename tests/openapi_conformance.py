@@ -25,6 +25,7 @@ from werkzeug.test import TestResponse
 from werkzeug.wrappers import Request
 
 from flask_email_cancel import EmailCancel
+from flask_email_cancel.extension import EXTENSION_KEY
 
 _documents: weakref.WeakKeyDictionary[Flask, tuple[dict[str, Any], OpenAPI]] = (
     weakref.WeakKeyDictionary()
@@ -65,6 +66,8 @@ def check_response(app: Flask, response: TestResponse) -> None:
 
     :raises AssertionError: or an openapi-core validation error.
     """
+    if EXTENSION_KEY not in app.extensions:
+        return  # an app without the API: nothing to check
     request: Request = response.request
     state = EmailCancel.state(app)
     prefix = state.url_prefix

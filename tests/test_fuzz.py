@@ -15,10 +15,12 @@ from flask_email_cancel.schemas import MAX_REQUEST_ID, parse_request_id
 from flask_email_cancel.views import CONTENT_TYPE
 
 from .conftest import later
+from .openapi_conformance import ConformingClient
 
 REPO = InMemoryQueueRepository()
 APP = Flask(__name__)
 EmailCancel(APP, repository=REPO, authenticator=lambda request: Principal("fuzz"))
+APP.test_client_class = ConformingClient  # every answer must match the document
 CLIENT = APP.test_client()
 
 ids = st.one_of(
