@@ -13,6 +13,7 @@ version = ".".join(release.split(".")[:2])
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
+    "myst_parser",  # the benchmark results are Markdown, written by the suite
 ]
 
 exclude_patterns = ["_build", "recipes"]
