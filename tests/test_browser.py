@@ -7,24 +7,22 @@ Screenshots go to ``artifacts/``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from .example_app import load_example
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "app.py"
 ARTIFACTS = ROOT / "artifacts"
 TOKEN = "browser-test-token"
 SEEDED = 7131002087805116277
@@ -51,18 +49,6 @@ def chromium_path() -> str | None:
         if found:
             return found
     return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
-
-
-def load_example() -> ModuleType:
-    """The example module, imported once under a name of its own."""
-    name = "email_queue_example"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, EXAMPLE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -23,21 +22,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "app.py"
+from .example_app import EXAMPLE, load_example
+
 TOKEN = "example-test-token"
 SEEDED = 7131002087805116277
-
-
-def load_example() -> ModuleType:
-    """The example module, imported once under a name of its own."""
-    name = "email_queue_example"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, EXAMPLE)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture
