@@ -81,14 +81,22 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
         current_app.logger.exception("email cancel failed for %s %s", request.method, request.path)
         return error(ServerFailure())
 
-    def cancel(id: str, method: str) -> Response:
-        if request.method != method:
-            allowed = [method, "OPTIONS"]
-            if request.method == "OPTIONS":
-                response = _json(error_schema.dump({"id": "", "message": ""}), 200)
-                response.headers["Allow"] = ", ".join(allowed)
-                return response
+    def other_method(served: list[str]) -> Response | None:
+        """``None`` for a method the route serves; the answer to OPTIONS;
+        else a 405 naming what is allowed."""
+        if request.method in served:
+            return None
+        allowed = [*served, "OPTIONS"]
+        if request.method != "OPTIONS":
             raise UnsupportedMethod(valid_methods=allowed)
+        response = _json(error_schema.dump({"id": "", "message": ""}), 200)
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    def cancel(id: str, method: str) -> Response:
+        options = other_method([method])
+        if options is not None:
+            return options
         principal = state.authenticate(request._get_current_object())  # type: ignore[attr-defined]
         if principal is None:
             raise UnauthorizedRequest()
@@ -125,13 +133,9 @@ def create_blueprint(state: EmailCancelState) -> Blueprint:
 
     def openapi() -> Response:
         # GET only (HEAD follows GET); no authentication: the document is public.
-        if request.method not in ("GET", "HEAD"):
-            allowed = ["GET", "HEAD", "OPTIONS"]
-            if request.method == "OPTIONS":
-                response = _json(error_schema.dump({"id": "", "message": ""}), 200)
-                response.headers["Allow"] = ", ".join(allowed)
-                return response
-            raise UnsupportedMethod(valid_methods=allowed)
+        options = other_method(["GET", "HEAD"])
+        if options is not None:
+            return options
         if not document:
             document.append(state.extension.openapi_spec(current_app))
         return _json(document[0], 200)
