@@ -45,21 +45,21 @@ T = TypeVar("T")
 _ATTEMPTS = 3
 
 
+def _stored_type(column: sa.Column[Any]) -> Any:
+    """The column's type as the database sees it (a TypeDecorator's impl)."""
+    type_ = column.type
+    return type_.impl_instance if isinstance(type_, sa.types.TypeDecorator) else type_
+
+
 def _is_aware(column: sa.Column[Any]) -> bool:
     """Whether a datetime column stores time zones (else it holds naive UTC)."""
-    type_ = column.type
-    if isinstance(type_, sa.types.TypeDecorator):
-        type_ = type_.impl_instance
-    return bool(getattr(type_, "timezone", False))
+    return bool(getattr(_stored_type(column), "timezone", False))
 
 
 def _is_timestamp(column: sa.Column[Any]) -> bool:
     """Whether a column is SQL ``TIMESTAMP``, which MySQL/MariaDB read and
     compare in the session's time zone."""
-    type_ = column.type
-    if isinstance(type_, sa.types.TypeDecorator):
-        type_ = type_.impl_instance
-    return isinstance(type_, sa.types.TIMESTAMP)
+    return isinstance(_stored_type(column), sa.types.TIMESTAMP)
 
 
 def _for_column(now: datetime, aware: bool) -> datetime:

@@ -427,9 +427,12 @@ def fsa_app(engine, table_name, tmp_path):  # type: ignore[no-untyped-def]
         db.engine.dispose()
 
 
-def test_model_attribute_names_map_to_their_columns(fsa_app, clock):
+@pytest.fixture
+def fsa_repo(fsa_app, clock):  # type: ignore[no-untyped-def]
+    """The repository over ``fsa_app``'s model, by attribute names that differ
+    from the column names."""
     app, db, Entry = fsa_app
-    repo = SQLAlchemyQueueRepository(
+    return SQLAlchemyQueueRepository(
         db,
         Entry,
         request_id="request",
@@ -439,23 +442,19 @@ def test_model_attribute_names_map_to_their_columns(fsa_app, clock):
         cancelled=9,
         clock=clock,
     )
+
+
+def test_model_attribute_names_map_to_their_columns(fsa_app, fsa_repo):
+    app, db, Entry = fsa_app
+    repo = fsa_repo
     with app.app_context():
         assert repo.cancel(1, OPS) == 3
         assert sorted(e.state for e in db.session.scalars(sa.select(Entry))) == [1, 9, 9, 9]
 
 
-def test_cancel_leaves_the_hosts_pending_session_work_alone(fsa_app, clock):
+def test_cancel_leaves_the_hosts_pending_session_work_alone(fsa_app, fsa_repo):
     app, db, Entry = fsa_app
-    repo = SQLAlchemyQueueRepository(
-        db,
-        Entry,
-        request_id="request",
-        status="state",
-        scheduled_at="due",
-        cancellable=[0],
-        cancelled=9,
-        clock=clock,
-    )
+    repo = fsa_repo
     with app.app_context():
         first = db.session.get(Entry, 1)
         first.note = "edited"
